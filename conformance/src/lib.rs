@@ -1,0 +1,1 @@
+//! openshell-conformance (placeholder)

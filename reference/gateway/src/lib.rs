@@ -1,0 +1,1 @@
+//! openshell-gateway (placeholder)
