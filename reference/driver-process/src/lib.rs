@@ -1,0 +1,1 @@
+//! openshell-driver-process (placeholder)
