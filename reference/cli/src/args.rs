@@ -43,7 +43,10 @@ pub fn parse_key_value(arg: &str) -> Result<KeyValue, KeyValueError> {
     if key.is_empty() {
         return Err(KeyValueError::EmptyKey(arg.to_string()));
     }
-    Ok(KeyValue { key: key.to_string(), value: value.to_string() })
+    Ok(KeyValue {
+        key: key.to_string(),
+        value: value.to_string(),
+    })
 }
 
 /// `openshell`: manage sandboxes on an OpenShell gateway.
@@ -187,29 +190,70 @@ mod tests {
     fn key_value_splits_at_the_first_equals() {
         assert_eq!(
             parse_key_value("A=b=c"),
-            Ok(KeyValue { key: "A".into(), value: "b=c".into() })
+            Ok(KeyValue {
+                key: "A".into(),
+                value: "b=c".into()
+            })
         );
-        assert_eq!(parse_key_value("A="), Ok(KeyValue { key: "A".into(), value: "".into() }));
+        assert_eq!(
+            parse_key_value("A="),
+            Ok(KeyValue {
+                key: "A".into(),
+                value: "".into()
+            })
+        );
     }
 
     #[test]
     fn key_value_without_equals_or_key_is_rejected() {
-        assert_eq!(parse_key_value("A"), Err(KeyValueError::MissingEquals("A".into())));
-        assert_eq!(parse_key_value("=v"), Err(KeyValueError::EmptyKey("=v".into())));
-        assert!(matches!(parse_key_value("A=\0"), Err(KeyValueError::Nul(_))));
+        assert_eq!(
+            parse_key_value("A"),
+            Err(KeyValueError::MissingEquals("A".into()))
+        );
+        assert_eq!(
+            parse_key_value("=v"),
+            Err(KeyValueError::EmptyKey("=v".into()))
+        );
+        assert!(matches!(
+            parse_key_value("A=\0"),
+            Err(KeyValueError::Nul(_))
+        ));
     }
 
     #[test]
     fn create_collects_env_labels_runtime_and_the_command_after_double_dash() {
         let c = create(&[
-            "sandbox", "create", "--from", "img", "--name", "box", "--env", "A=1", "--env",
-            "B=x=y", "--runtime", "runsc", "--label", "team=a", "--timeout", "7", "--", "sh",
-            "-c", "echo hi",
+            "sandbox",
+            "create",
+            "--from",
+            "img",
+            "--name",
+            "box",
+            "--env",
+            "A=1",
+            "--env",
+            "B=x=y",
+            "--runtime",
+            "runsc",
+            "--label",
+            "team=a",
+            "--timeout",
+            "7",
+            "--",
+            "sh",
+            "-c",
+            "echo hi",
         ]);
         assert_eq!(c.image, "img");
         assert_eq!(c.name.as_deref(), Some("box"));
         assert_eq!(c.env.len(), 2);
-        assert_eq!(c.env[1], KeyValue { key: "B".into(), value: "x=y".into() });
+        assert_eq!(
+            c.env[1],
+            KeyValue {
+                key: "B".into(),
+                value: "x=y".into()
+            }
+        );
         assert_eq!(c.runtime, Some(Runtime::Runsc));
         assert_eq!(c.labels[0].key, "team");
         assert_eq!(c.timeout, 7);

@@ -97,13 +97,22 @@ impl Gateway {
     pub async fn connect(url: &str) -> Result<Self> {
         let url = normalize_url(url);
         let endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|e| GatewayError::InvalidUrl { url: url.clone(), detail: error_chain(&e) })?
+            .map_err(|e| GatewayError::InvalidUrl {
+                url: url.clone(),
+                detail: error_chain(&e),
+            })?
             .connect_timeout(CONNECT_TIMEOUT);
         let channel = endpoint
             .connect()
             .await
-            .map_err(|e| GatewayError::Unreachable { url: url.clone(), detail: error_chain(&e) })?;
-        Ok(Gateway { url, client: OpenShellClient::new(channel) })
+            .map_err(|e| GatewayError::Unreachable {
+                url: url.clone(),
+                detail: error_chain(&e),
+            })?;
+        Ok(Gateway {
+            url,
+            client: OpenShellClient::new(channel),
+        })
     }
 
     /// The gateway's URL.
@@ -116,7 +125,10 @@ impl Gateway {
         let message = escape_controls(status.message()).into_owned();
         match status.code() {
             Code::NotFound => GatewayError::NotFound(escape_controls(name).into_owned()),
-            Code::Unavailable => GatewayError::Unreachable { url: self.url.clone(), detail: message },
+            Code::Unavailable => GatewayError::Unreachable {
+                url: self.url.clone(),
+                detail: message,
+            },
             Code::InvalidArgument | Code::AlreadyExists | Code::FailedPrecondition => {
                 GatewayError::Rejected(message)
             }
@@ -138,7 +150,10 @@ impl Gateway {
 
     /// `GetSandbox` by name.
     pub async fn get(&mut self, name: &str) -> Result<Sandbox> {
-        let request = GetSandboxRequest { name: name.to_string(), ..Default::default() };
+        let request = GetSandboxRequest {
+            name: name.to_string(),
+            ..Default::default()
+        };
         let response = self.client.get_sandbox(request).await;
         let response = response.map_err(|s| self.map_status(name, &s))?;
         Self::sandbox_of(response.into_inner().sandbox)
@@ -157,7 +172,10 @@ impl Gateway {
 
     /// `DeleteSandbox` by name; `NotFound` when the gateway deleted nothing.
     pub async fn delete(&mut self, name: &str) -> Result<()> {
-        let request = DeleteSandboxRequest { name: name.to_string(), ..Default::default() };
+        let request = DeleteSandboxRequest {
+            name: name.to_string(),
+            ..Default::default()
+        };
         let response = self.client.delete_sandbox(request).await;
         let response = response.map_err(|s| self.map_status(name, &s))?;
         if response.into_inner().deleted {
@@ -176,7 +194,9 @@ impl Gateway {
             ..Default::default()
         };
         let response = self.client.watch_sandbox(request).await;
-        Ok(response.map_err(|s| self.map_status(name, &s))?.into_inner())
+        Ok(response
+            .map_err(|s| self.map_status(name, &s))?
+            .into_inner())
     }
 }
 
@@ -188,12 +208,21 @@ mod tests {
     async fn map_status_names_the_sandbox_the_gateway_or_passes_the_message() {
         // A lazily connected channel is enough to hold a Gateway; nothing is dialed.
         let channel = Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-        let gw = Gateway { url: "http://127.0.0.1:9".into(), client: OpenShellClient::new(channel) };
+        let gw = Gateway {
+            url: "http://127.0.0.1:9".into(),
+            client: OpenShellClient::new(channel),
+        };
         let not_found = gw.map_status("box", &Status::not_found("no such sandbox"));
         assert_eq!(not_found.to_string(), "sandbox box not found");
         let down = gw.map_status("box", &Status::unavailable("tcp connect error"));
-        assert_eq!(down.to_string(), "cannot reach gateway at http://127.0.0.1:9: tcp connect error");
-        let bad = gw.map_status("box", &Status::invalid_argument("name \u{1b}x is not DNS-1123"));
+        assert_eq!(
+            down.to_string(),
+            "cannot reach gateway at http://127.0.0.1:9: tcp connect error"
+        );
+        let bad = gw.map_status(
+            "box",
+            &Status::invalid_argument("name \u{1b}x is not DNS-1123"),
+        );
         assert_eq!(bad.to_string(), "name \\u{1b}x is not DNS-1123");
         let dup = gw.map_status("box", &Status::already_exists("sandbox box already exists"));
         assert_eq!(dup.to_string(), "sandbox box already exists");
@@ -212,6 +241,10 @@ mod tests {
     async fn a_url_that_is_not_a_uri_is_reported_as_invalid() {
         let err = Gateway::connect("http://[::1").await.unwrap_err();
         assert!(matches!(err, GatewayError::InvalidUrl { .. }), "{err}");
-        assert!(err.to_string().starts_with("invalid gateway URL `http://[::1`"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("invalid gateway URL `http://[::1`"),
+            "{err}"
+        );
     }
 }

@@ -33,7 +33,9 @@ use gateway::Gateway;
 pub async fn run(cli: Cli) -> Result<()> {
     let mut gateway = Gateway::connect(&cli.gateway).await?;
     match &cli.command {
-        Command::Sandbox(SandboxCommand::Create(a)) => commands::create::create(&mut gateway, a).await,
+        Command::Sandbox(SandboxCommand::Create(a)) => {
+            commands::create::create(&mut gateway, a).await
+        }
         Command::Sandbox(SandboxCommand::Get(a)) => commands::inspect::get(&mut gateway, a).await,
         Command::Sandbox(SandboxCommand::List(a)) => commands::inspect::list(&mut gateway, a).await,
         Command::Sandbox(SandboxCommand::Delete(a)) => {

@@ -18,14 +18,18 @@ fn main() -> ExitCode {
         .build()
         .context("cannot start the async runtime");
     let result = match runtime {
-        Ok(runtime) => runtime.block_on(openshell_cli::run(cli)).map_err(anyhow::Error::from),
+        Ok(runtime) => runtime
+            .block_on(openshell_cli::run(cli))
+            .map_err(anyhow::Error::from),
         Err(e) => Err(e),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             match err.downcast_ref::<CommandError>() {
-                Some(CommandError::SandboxFailed(failure)) => output::stderr(&format!("{failure}\n")),
+                Some(CommandError::SandboxFailed(failure)) => {
+                    output::stderr(&format!("{failure}\n"))
+                }
                 _ => output::stderr(&format!("error: {err:#}\n")),
             }
             ExitCode::FAILURE

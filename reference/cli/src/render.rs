@@ -99,7 +99,11 @@ impl From<&Sandbox> for SandboxView {
             phase: phase_name(status.phase),
             exit_code: status.exit_code,
             image,
-            labels: meta.labels.iter().map(|(k, v)| (clean(k), clean(v))).collect(),
+            labels: meta
+                .labels
+                .iter()
+                .map(|(k, v)| (clean(k), clean(v)))
+                .collect(),
             created_at_ms: meta.created_at_ms,
             resource_version: meta.resource_version,
             conditions: status.conditions.iter().map(ConditionView::from).collect(),
@@ -110,7 +114,9 @@ impl From<&Sandbox> for SandboxView {
 impl SandboxView {
     /// The `Ready` condition, if the gateway sent one.
     pub fn ready(&self) -> Option<&ConditionView> {
-        self.conditions.iter().find(|c| c.kind == openshell_proto::conditions::READY)
+        self.conditions
+            .iter()
+            .find(|c| c.kind == openshell_proto::conditions::READY)
     }
 }
 
@@ -131,7 +137,11 @@ pub fn sandbox_text(view: &SandboxView) -> String {
         let _ = writeln!(out, "Exit code:  {code}");
     }
     if !view.labels.is_empty() {
-        let labels: Vec<String> = view.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let labels: Vec<String> = view
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         let _ = writeln!(out, "Labels:     {}", labels.join(","));
     }
     if view.conditions.is_empty() {
@@ -141,7 +151,11 @@ pub fn sandbox_text(view: &SandboxView) -> String {
         for c in &view.conditions {
             let _ = writeln!(out, "  {} = {}  reason: {}", c.kind, c.status, c.reason);
             if !c.message.is_empty() {
-                let _ = writeln!(out, "    message: {}", indent_lines(&c.message, "             "));
+                let _ = writeln!(
+                    out,
+                    "    message: {}",
+                    indent_lines(&c.message, "             ")
+                );
             }
         }
     }
@@ -207,7 +221,10 @@ mod tests {
                 ..Default::default()
             }),
             spec: Some(SandboxSpec {
-                template: Some(SandboxTemplate { image: "img:1".into(), ..Default::default() }),
+                template: Some(SandboxTemplate {
+                    image: "img:1".into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
             status: Some(SandboxStatus {
@@ -250,11 +267,20 @@ mod tests {
         assert!(text.contains("Phase:      Error\n"), "{text}");
         assert!(text.contains("Exit code:  3\n"), "{text}");
         assert!(text.contains("Labels:     team=a\n"), "{text}");
-        assert!(text.contains("  Ready = False  reason: SupervisorError\n"), "{text}");
-        assert!(text.contains("message: policy: bad \\u{1b}[31mred\\u{9b}2J"), "{text}");
+        assert!(
+            text.contains("  Ready = False  reason: SupervisorError\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("message: policy: bad \\u{1b}[31mred\\u{9b}2J"),
+            "{text}"
+        );
         assert!(text.contains("  EnforcementDegraded = True  reason: EnforcementDegraded\n"));
         assert!(text.contains("message: netns(skipped)"), "{text}");
-        assert!(!text.contains('\u{1b}') && !text.contains('\u{9b}'), "{text}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{9b}'),
+            "{text}"
+        );
     }
 
     #[test]
@@ -297,7 +323,13 @@ mod tests {
     #[test]
     fn json_field_order_is_fixed() {
         let text = json(&SandboxView::from(&errored()));
-        let order = ["\"name\"", "\"id\"", "\"phase\"", "\"exit_code\"", "\"conditions\""];
+        let order = [
+            "\"name\"",
+            "\"id\"",
+            "\"phase\"",
+            "\"exit_code\"",
+            "\"conditions\"",
+        ];
         let positions: Vec<usize> = order.iter().map(|k| text.find(k).unwrap()).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
     }
@@ -318,8 +350,14 @@ mod tests {
         let text = list_text(&[SandboxView::from(&errored()), SandboxView::from(&ready)]);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
-        assert!(lines[0].starts_with("NAME                PHASE  REASON"), "{text}");
-        assert!(lines[1].starts_with("box                 Error  SupervisorError  id-1"), "{text}");
+        assert!(
+            lines[0].starts_with("NAME                PHASE  REASON"),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with("box                 Error  SupervisorError  id-1"),
+            "{text}"
+        );
     }
 
     #[test]

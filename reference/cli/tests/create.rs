@@ -6,9 +6,15 @@ use assert_cmd::assert::OutputAssertExt;
 use common::{dead_url, openshell, start, End, Script};
 use openshell_proto::v1::SandboxPhase::{Error, Provisioning, Ready};
 
-fn script(events: Vec<(openshell_proto::v1::SandboxPhase, &'static str, &str)>, end: End) -> Script {
+fn script(
+    events: Vec<(openshell_proto::v1::SandboxPhase, &'static str, &str)>,
+    end: End,
+) -> Script {
     Script {
-        events: events.into_iter().map(|(p, r, m)| (p, r, m.to_string())).collect(),
+        events: events
+            .into_iter()
+            .map(|(p, r, m)| (p, r, m.to_string()))
+            .collect(),
         end,
         final_state: None,
         exit_code: None,
@@ -25,30 +31,55 @@ fn provisioning_then_ready_prints_progress_and_the_name_and_exits_zero() {
         vec![(
             "good",
             script(
-                vec![(Provisioning, "Starting", ""), (Ready, "SupervisorConnected", "")],
+                vec![
+                    (Provisioning, "Starting", ""),
+                    (Ready, "SupervisorConnected", ""),
+                ],
                 End::Close,
             ),
         )],
         vec![],
     );
     let output = openshell(&gw.url)
-        .args(["sandbox", "create", "--from", "good", "--name", "box", "--env", "A=1"])
-        .args(["--env", "B=x=y", "--label", "openshell.run-id=r1", "--runtime", "runsc"])
+        .args([
+            "sandbox", "create", "--from", "good", "--name", "box", "--env", "A=1",
+        ])
+        .args([
+            "--env",
+            "B=x=y",
+            "--label",
+            "openshell.run-id=r1",
+            "--runtime",
+            "runsc",
+        ])
         .args(["--", "sh", "-c", "echo hi"])
         .output()
         .unwrap();
     output.clone().assert().success().stdout("box\n");
-    assert!(stderr_of(&output).contains("Provisioning: Starting\n"), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("Provisioning: Starting\n"),
+        "{}",
+        stderr_of(&output)
+    );
 
     let recorded = gw.state.recorded.lock().unwrap();
     let req = &recorded.created[0];
     assert_eq!(req.name, "box");
-    assert_eq!(req.labels.get("openshell.run-id").map(String::as_str), Some("r1"));
+    assert_eq!(
+        req.labels.get("openshell.run-id").map(String::as_str),
+        Some("r1")
+    );
     let spec = req.spec.as_ref().unwrap();
     assert_eq!(spec.environment.get("B").map(String::as_str), Some("x=y"));
     assert_eq!(spec.command, ["sh", "-c", "echo hi"]);
     let template = spec.template.as_ref().unwrap();
-    assert_eq!((template.image.as_str(), template.runtime_class_name.as_str()), ("good", "runsc"));
+    assert_eq!(
+        (
+            template.image.as_str(),
+            template.runtime_class_name.as_str()
+        ),
+        ("good", "runsc")
+    );
     let watch = &recorded.watched[0];
     assert_eq!(watch.id, "id-box");
     assert!(watch.follow_status && watch.stop_on_terminal);
@@ -57,15 +88,26 @@ fn provisioning_then_ready_prints_progress_and_the_name_and_exits_zero() {
 #[test]
 fn without_a_name_a_dns1123_name_is_generated_and_printed() {
     let gw = start(
-        vec![("good", script(vec![(Ready, "SupervisorConnected", "")], End::Close))],
+        vec![(
+            "good",
+            script(vec![(Ready, "SupervisorConnected", "")], End::Close),
+        )],
         vec![],
     );
-    let output = openshell(&gw.url).args(["sandbox", "create", "--from", "good"]).output().unwrap();
+    let output = openshell(&gw.url)
+        .args(["sandbox", "create", "--from", "good"])
+        .output()
+        .unwrap();
     output.clone().assert().success();
     let name = String::from_utf8(output.stdout).unwrap();
     let name = name.trim_end();
     assert!(name.starts_with("sb-") && name.len() == 11, "{name}");
-    assert!(name[3..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{name}");
+    assert!(
+        name[3..]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+        "{name}"
+    );
     assert_eq!(gw.state.recorded.lock().unwrap().created[0].name, name);
 }
 
@@ -76,14 +118,24 @@ fn supervisor_error_prints_reason_and_escaped_message_and_exits_one() {
         vec![(
             "stale-policy",
             script(
-                vec![(Provisioning, "Starting", ""), (Error, "SupervisorError", message)],
+                vec![
+                    (Provisioning, "Starting", ""),
+                    (Error, "SupervisorError", message),
+                ],
                 End::Close,
             ),
         )],
         vec![],
     );
     let output = openshell(&gw.url)
-        .args(["sandbox", "create", "--from", "stale-policy", "--name", "bad"])
+        .args([
+            "sandbox",
+            "create",
+            "--from",
+            "stale-policy",
+            "--name",
+            "bad",
+        ])
         .output()
         .unwrap();
     output.clone().assert().code(1).stdout("");
@@ -95,14 +147,20 @@ fn supervisor_error_prints_reason_and_escaped_message_and_exits_one() {
         ),
         "{stderr}"
     );
-    assert!(!output.stderr.contains(&0x1b) && !output.stderr.contains(&0x07), "{stderr}");
+    assert!(
+        !output.stderr.contains(&0x1b) && !output.stderr.contains(&0x07),
+        "{stderr}"
+    );
     assert!(!stderr.contains('\u{9b}'), "{stderr}");
 }
 
 #[test]
 fn process_exit_shows_the_exit_code() {
     let mut s = script(
-        vec![(Provisioning, "Starting", ""), (Error, "ProcessExited", "main process exited")],
+        vec![
+            (Provisioning, "Starting", ""),
+            (Error, "ProcessExited", "main process exited"),
+        ],
         End::Close,
     );
     s.exit_code = Some(3);
@@ -124,7 +182,10 @@ fn no_terminal_phase_within_the_timeout_names_the_last_status() {
     let gw = start(
         vec![(
             "slow",
-            script(vec![(Provisioning, "Starting", "waiting for the supervisor")], End::Hang),
+            script(
+                vec![(Provisioning, "Starting", "waiting for the supervisor")],
+                End::Hang,
+            ),
         )],
         vec![],
     );
@@ -171,19 +232,31 @@ fn stream_failing_early_then_error_on_get_exits_one() {
     output.clone().assert().code(1);
     let stderr = stderr_of(&output);
     assert!(stderr.contains("watch ended: watcher lagged"), "{stderr}");
-    assert!(stderr.contains("Error: ImageNotFound: no image nope:1\n"), "{stderr}");
+    assert!(
+        stderr.contains("Error: ImageNotFound: no image nope:1\n"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn stream_ending_while_still_provisioning_is_a_clear_failure() {
-    let gw = start(vec![("stuck", script(vec![(Provisioning, "Starting", "")], End::Close))], vec![]);
+    let gw = start(
+        vec![(
+            "stuck",
+            script(vec![(Provisioning, "Starting", "")], End::Close),
+        )],
+        vec![],
+    );
     let output = openshell(&gw.url)
         .args(["sandbox", "create", "--from", "stuck", "--name", "s1"])
         .output()
         .unwrap();
     output.clone().assert().code(1);
     let stderr = stderr_of(&output);
-    assert!(stderr.contains("error: watch of sandbox s1 ended before it was Ready or Error"), "{stderr}");
+    assert!(
+        stderr.contains("error: watch of sandbox s1 ended before it was Ready or Error"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -201,10 +274,16 @@ fn a_duplicate_name_shows_the_gateways_message() {
 #[test]
 fn gateway_down_is_a_one_line_error_naming_the_url() {
     let url = dead_url();
-    let output = openshell(&url).args(["sandbox", "create", "--from", "good"]).output().unwrap();
+    let output = openshell(&url)
+        .args(["sandbox", "create", "--from", "good"])
+        .output()
+        .unwrap();
     output.clone().assert().code(1).stdout("");
     let stderr = stderr_of(&output);
-    assert!(stderr.starts_with(&format!("error: cannot reach gateway at {url}: ")), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: cannot reach gateway at {url}: ")),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -21,8 +21,16 @@ use crate::output;
 
 /// The CreateSandboxRequest for `args`, with `name` already chosen.
 pub fn build_request(args: &CreateArgs, name: &str) -> CreateSandboxRequest {
-    let environment = args.env.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
-    let labels = args.labels.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
+    let environment = args
+        .env
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect();
+    let labels = args
+        .labels
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect();
     CreateSandboxRequest {
         name: name.to_string(),
         labels,
@@ -31,7 +39,10 @@ pub fn build_request(args: &CreateArgs, name: &str) -> CreateSandboxRequest {
             command: args.command.clone(),
             template: Some(SandboxTemplate {
                 image: args.image.clone(),
-                runtime_class_name: args.runtime.map(|r| r.as_str().to_string()).unwrap_or_default(),
+                runtime_class_name: args
+                    .runtime
+                    .map(|r| r.as_str().to_string())
+                    .unwrap_or_default(),
                 ..Default::default()
             }),
             ..Default::default()
@@ -56,9 +67,10 @@ fn conclude(verdict: Verdict, name: &str, progress: &Progress) -> Result<()> {
             Ok(())
         }
         Verdict::Failed(failure) => Err(CommandError::SandboxFailed(failure)),
-        Verdict::Pending => {
-            Err(CommandError::WatchEnded { name: name.to_string(), last: progress.last_seen() })
-        }
+        Verdict::Pending => Err(CommandError::WatchEnded {
+            name: name.to_string(),
+            last: progress.last_seen(),
+        }),
     }
 }
 
@@ -74,7 +86,11 @@ async fn create_and_follow(
     if let v @ (Verdict::Ready | Verdict::Failed(_)) = step(progress, &created) {
         return conclude(v, &name, progress);
     }
-    let watch_id = if meta.id.is_empty() { &meta.name } else { &meta.id };
+    let watch_id = if meta.id.is_empty() {
+        &meta.name
+    } else {
+        &meta.id
+    };
     let mut stream = gateway.watch(watch_id, &meta.name).await?;
     loop {
         match stream.message().await {
@@ -131,7 +147,10 @@ mod tests {
     use crate::args::{KeyValue, Runtime};
 
     fn kv(k: &str, v: &str) -> KeyValue {
-        KeyValue { key: k.into(), value: v.into() }
+        KeyValue {
+            key: k.into(),
+            value: v.into(),
+        }
     }
 
     #[test]
@@ -147,10 +166,17 @@ mod tests {
         };
         let req = build_request(&args, "box");
         assert_eq!(req.name, "box");
-        assert_eq!(req.labels.get("openshell.run-id").map(String::as_str), Some("r1"));
+        assert_eq!(
+            req.labels.get("openshell.run-id").map(String::as_str),
+            Some("r1")
+        );
         let spec = req.spec.unwrap();
         assert_eq!(spec.command, ["sh", "-c", "true"]);
-        assert_eq!(spec.environment.get("A").map(String::as_str), Some("2"), "last one wins");
+        assert_eq!(
+            spec.environment.get("A").map(String::as_str),
+            Some("2"),
+            "last one wins"
+        );
         assert_eq!(spec.environment.get("B").map(String::as_str), Some(""));
         let template = spec.template.unwrap();
         assert_eq!(template.image, "img");

@@ -32,6 +32,9 @@ pub async fn list(gateway: &mut Gateway, args: &ListArgs) -> Result<()> {
 /// `sandbox delete NAME`.
 pub async fn delete(gateway: &mut Gateway, args: &DeleteArgs) -> Result<()> {
     gateway.delete(&args.name).await?;
-    output::stdout(&format!("deleted sandbox {}\n", escape_controls(&args.name)));
+    output::stdout(&format!(
+        "deleted sandbox {}\n",
+        escape_controls(&args.name)
+    ));
     Ok(())
 }

@@ -40,7 +40,15 @@ impl fmt::Display for Failure {
     /// `Error: <reason>: <message> (exit code N)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.phase == "Error" {
-            write!(f, "Error: {}", if self.reason.is_empty() { "Unknown" } else { &self.reason })?;
+            write!(
+                f,
+                "Error: {}",
+                if self.reason.is_empty() {
+                    "Unknown"
+                } else {
+                    &self.reason
+                }
+            )?;
         } else {
             write!(f, "Error: sandbox {} is {}", self.name, self.phase)?;
             if !self.reason.is_empty() {
@@ -105,17 +113,27 @@ impl Progress {
     pub fn observe(&mut self, sandbox: &Sandbox) -> Vec<String> {
         let view = SandboxView::from(sandbox);
         let mut lines = Vec::new();
-        let (reason, message) =
-            view.ready().map(|c| (c.reason.clone(), c.message.clone())).unwrap_or_default();
+        let (reason, message) = view
+            .ready()
+            .map(|c| (c.reason.clone(), c.message.clone()))
+            .unwrap_or_default();
         let key = (view.phase.clone(), reason.clone());
         if self.last_ready.as_ref() != Some(&key) {
             if verdict(sandbox) == Verdict::Pending {
-                let shown = if reason.is_empty() { "-" } else { reason.as_str() };
+                let shown = if reason.is_empty() {
+                    "-"
+                } else {
+                    reason.as_str()
+                };
                 lines.push(format!("{}: {shown}", view.phase));
             }
             self.last_ready = Some(key);
         }
-        for c in view.conditions.iter().filter(|c| c.kind != openshell_proto::conditions::READY) {
+        for c in view
+            .conditions
+            .iter()
+            .filter(|c| c.kind != openshell_proto::conditions::READY)
+        {
             let now = (c.status.clone(), c.reason.clone(), c.message.clone());
             if self.last_other.get(&c.kind) != Some(&now) {
                 if c.status == openshell_proto::conditions::TRUE {
@@ -136,7 +154,9 @@ impl Progress {
 
     /// The last status seen, `Provisioning: Starting: …`, for timeout messages.
     pub fn last_seen(&self) -> String {
-        self.last_status.clone().unwrap_or_else(|| "no status received yet".into())
+        self.last_status
+            .clone()
+            .unwrap_or_else(|| "no status received yet".into())
     }
 }
 
@@ -153,13 +173,22 @@ mod tests {
 
     fn snapshot(phase: SandboxPhase, reason: &str, message: &str) -> Sandbox {
         Sandbox {
-            metadata: Some(ObjectMeta { name: "box".into(), id: "id".into(), ..Default::default() }),
+            metadata: Some(ObjectMeta {
+                name: "box".into(),
+                id: "id".into(),
+                ..Default::default()
+            }),
             spec: None,
             status: Some(SandboxStatus {
                 phase: phase as i32,
                 conditions: vec![SandboxCondition {
                     r#type: "Ready".into(),
-                    status: if phase == SandboxPhase::Ready { "True" } else { "False" }.into(),
+                    status: if phase == SandboxPhase::Ready {
+                        "True"
+                    } else {
+                        "False"
+                    }
+                    .into(),
                     reason: reason.into(),
                     message: message.into(),
                     last_transition_time: String::new(),
@@ -172,29 +201,45 @@ mod tests {
     #[test]
     fn one_line_per_phase_or_reason_change_and_none_for_repeats() {
         let mut p = Progress::default();
-        assert_eq!(p.observe(&snapshot(SandboxPhase::Provisioning, "Starting", "")), [
-            "Provisioning: Starting"
-        ]);
-        assert!(p.observe(&snapshot(SandboxPhase::Provisioning, "Starting", "")).is_empty());
         assert_eq!(
-            p.observe(&snapshot(SandboxPhase::Provisioning, "SupervisorDisconnected", "")),
+            p.observe(&snapshot(SandboxPhase::Provisioning, "Starting", "")),
+            ["Provisioning: Starting"]
+        );
+        assert!(p
+            .observe(&snapshot(SandboxPhase::Provisioning, "Starting", ""))
+            .is_empty());
+        assert_eq!(
+            p.observe(&snapshot(
+                SandboxPhase::Provisioning,
+                "SupervisorDisconnected",
+                ""
+            )),
             ["Provisioning: SupervisorDisconnected"]
         );
-        assert!(p.observe(&snapshot(SandboxPhase::Ready, "SupervisorConnected", "")).is_empty());
+        assert!(p
+            .observe(&snapshot(SandboxPhase::Ready, "SupervisorConnected", ""))
+            .is_empty());
     }
 
     #[test]
     fn a_degraded_condition_is_reported_once() {
         let mut p = Progress::default();
         let mut sb = snapshot(SandboxPhase::Ready, "SupervisorConnected", "");
-        sb.status.as_mut().unwrap().conditions.push(SandboxCondition {
-            r#type: "EnforcementDegraded".into(),
-            status: "True".into(),
-            reason: "EnforcementDegraded".into(),
-            message: "netns(failed: EPERM)".into(),
-            last_transition_time: String::new(),
-        });
-        assert_eq!(p.observe(&sb), ["EnforcementDegraded=True: netns(failed: EPERM)"]);
+        sb.status
+            .as_mut()
+            .unwrap()
+            .conditions
+            .push(SandboxCondition {
+                r#type: "EnforcementDegraded".into(),
+                status: "True".into(),
+                reason: "EnforcementDegraded".into(),
+                message: "netns(failed: EPERM)".into(),
+                last_transition_time: String::new(),
+            });
+        assert_eq!(
+            p.observe(&sb),
+            ["EnforcementDegraded=True: netns(failed: EPERM)"]
+        );
         assert!(p.observe(&sb).is_empty());
     }
 
@@ -202,14 +247,27 @@ mod tests {
     fn last_seen_names_phase_reason_and_message() {
         let mut p = Progress::default();
         assert_eq!(p.last_seen(), "no status received yet");
-        p.observe(&snapshot(SandboxPhase::Provisioning, "Starting", "waiting for supervisor"));
-        assert_eq!(p.last_seen(), "Provisioning: Starting: waiting for supervisor");
+        p.observe(&snapshot(
+            SandboxPhase::Provisioning,
+            "Starting",
+            "waiting for supervisor",
+        ));
+        assert_eq!(
+            p.last_seen(),
+            "Provisioning: Starting: waiting for supervisor"
+        );
     }
 
     #[test]
     fn verdicts_follow_the_phase() {
-        assert_eq!(verdict(&snapshot(SandboxPhase::Provisioning, "Starting", "")), Verdict::Pending);
-        assert_eq!(verdict(&snapshot(SandboxPhase::Ready, "SupervisorConnected", "")), Verdict::Ready);
+        assert_eq!(
+            verdict(&snapshot(SandboxPhase::Provisioning, "Starting", "")),
+            Verdict::Pending
+        );
+        assert_eq!(
+            verdict(&snapshot(SandboxPhase::Ready, "SupervisorConnected", "")),
+            Verdict::Ready
+        );
         let Verdict::Failed(f) = verdict(&snapshot(SandboxPhase::Error, "ImageNotFound", "no img"))
         else {
             panic!("not failed")
@@ -223,9 +281,18 @@ mod tests {
 
     #[test]
     fn failure_shows_the_exit_code_and_escapes_the_message() {
-        let mut sb = snapshot(SandboxPhase::Error, "ProcessExited", "main \u{1b}[2J exited");
+        let mut sb = snapshot(
+            SandboxPhase::Error,
+            "ProcessExited",
+            "main \u{1b}[2J exited",
+        );
         sb.status.as_mut().unwrap().exit_code = Some(7);
-        let Verdict::Failed(f) = verdict(&sb) else { panic!("not failed") };
-        assert_eq!(f.to_string(), "Error: ProcessExited: main \\u{1b}[2J exited (exit code 7)");
+        let Verdict::Failed(f) = verdict(&sb) else {
+            panic!("not failed")
+        };
+        assert_eq!(
+            f.to_string(),
+            "Error: ProcessExited: main \\u{1b}[2J exited (exit code 7)"
+        );
     }
 }

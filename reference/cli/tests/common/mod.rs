@@ -76,7 +76,10 @@ pub fn sandbox(
             ..Default::default()
         }),
         spec: Some(SandboxSpec {
-            template: Some(SandboxTemplate { image: image.into(), ..Default::default() }),
+            template: Some(SandboxTemplate {
+                image: image.into(),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         status: Some(SandboxStatus {
@@ -84,7 +87,12 @@ pub fn sandbox(
             exit_code,
             conditions: vec![SandboxCondition {
                 r#type: "Ready".into(),
-                status: if phase == SandboxPhase::Ready { "True" } else { "False" }.into(),
+                status: if phase == SandboxPhase::Ready {
+                    "True"
+                } else {
+                    "False"
+                }
+                .into(),
                 reason: reason.into(),
                 message: message.into(),
                 last_transition_time: "2026-11-23T10:00:00Z".into(),
@@ -95,7 +103,11 @@ pub fn sandbox(
 }
 
 fn image_of(sb: &Sandbox) -> String {
-    sb.spec.as_ref().and_then(|s| s.template.as_ref()).map(|t| t.image.clone()).unwrap_or_default()
+    sb.spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .map(|t| t.image.clone())
+        .unwrap_or_default()
 }
 
 #[tonic::async_trait]
@@ -108,10 +120,24 @@ impl OpenShell for State {
         self.recorded.lock().unwrap().created.push(req.clone());
         let mut store = self.store.lock().unwrap();
         if store.contains_key(&req.name) {
-            return Err(Status::already_exists(format!("sandbox {} already exists", req.name)));
+            return Err(Status::already_exists(format!(
+                "sandbox {} already exists",
+                req.name
+            )));
         }
-        let image = req.spec.and_then(|s| s.template).map(|t| t.image).unwrap_or_default();
-        let sb = sandbox(&req.name, &image, SandboxPhase::Provisioning, "Starting", "", None);
+        let image = req
+            .spec
+            .and_then(|s| s.template)
+            .map(|t| t.image)
+            .unwrap_or_default();
+        let sb = sandbox(
+            &req.name,
+            &image,
+            SandboxPhase::Provisioning,
+            "Starting",
+            "",
+            None,
+        );
         store.insert(req.name.clone(), sb.clone());
         Ok(Response::new(SandboxResponse { sandbox: Some(sb) }))
     }
@@ -122,7 +148,9 @@ impl OpenShell for State {
     ) -> Result<Response<SandboxResponse>, Status> {
         let name = request.into_inner().name;
         match self.store.lock().unwrap().get(&name) {
-            Some(sb) => Ok(Response::new(SandboxResponse { sandbox: Some(sb.clone()) })),
+            Some(sb) => Ok(Response::new(SandboxResponse {
+                sandbox: Some(sb.clone()),
+            })),
             None => Err(Status::not_found(format!("no sandbox named {name}"))),
         }
     }
@@ -161,7 +189,11 @@ impl OpenShell for State {
         let mut store = self.store.lock().unwrap();
         let Some((name, current)) = store
             .iter()
-            .find(|(_, sb)| sb.metadata.as_ref().is_some_and(|m| m.id == req.id || m.name == req.id))
+            .find(|(_, sb)| {
+                sb.metadata
+                    .as_ref()
+                    .is_some_and(|m| m.id == req.id || m.name == req.id)
+            })
             .map(|(n, sb)| (n.clone(), sb.clone()))
         else {
             return Err(Status::not_found(format!("no sandbox {}", req.id)));
@@ -178,7 +210,11 @@ impl OpenShell for State {
             .iter()
             .enumerate()
             .map(|(i, (phase, reason, message))| {
-                let code = if i + 1 == script.events.len() { script.exit_code } else { None };
+                let code = if i + 1 == script.events.len() {
+                    script.exit_code
+                } else {
+                    None
+                };
                 let mut sb = sandbox(&name, &image, *phase, reason, message, code);
                 sb.metadata.as_mut().unwrap().resource_version = i as u64 + 1;
                 sb
@@ -191,9 +227,11 @@ impl OpenShell for State {
             None => events.last().cloned().unwrap_or(current),
         };
         store.insert(name, final_sb);
-        let items = events
-            .into_iter()
-            .map(|sb| Ok(SandboxStreamEvent { payload: Some(Payload::Sandbox(sb)) }));
+        let items = events.into_iter().map(|sb| {
+            Ok(SandboxStreamEvent {
+                payload: Some(Payload::Sandbox(sb)),
+            })
+        });
         let head = tokio_stream::iter(items.collect::<Vec<_>>());
         let stream: Self::WatchSandboxStream = match script.end {
             End::Close => Box::pin(head),
@@ -245,7 +283,10 @@ impl Drop for TestGateway {
 /// Starts a scripted gateway with `scripts` (by image) and `preset` sandboxes in its store.
 pub fn start(scripts: Vec<(&str, Script)>, preset: Vec<Sandbox>) -> TestGateway {
     let state = Arc::new(State {
-        scripts: scripts.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        scripts: scripts
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
         store: Mutex::new(
             preset
                 .into_iter()
@@ -259,8 +300,9 @@ pub fn start(scripts: Vec<(&str, Script)>, preset: Vec<Sandbox>) -> TestGateway 
         .enable_all()
         .build()
         .expect("test runtime");
-    let listener =
-        runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind 127.0.0.1:0");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local addr");
     let service = OpenShellServer::from_arc(state.clone());
     runtime.spawn(
@@ -268,7 +310,11 @@ pub fn start(scripts: Vec<(&str, Script)>, preset: Vec<Sandbox>) -> TestGateway 
             .add_service(service)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    TestGateway { url: format!("http://{addr}"), state, runtime: Some(runtime) }
+    TestGateway {
+        url: format!("http://{addr}"),
+        state,
+        runtime: Some(runtime),
+    }
 }
 
 /// The `openshell` binary with a clean environment, pointed at `url`.
