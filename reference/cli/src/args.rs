@@ -266,7 +266,9 @@ mod tests {
         assert_eq!(c.name, None);
         assert!(c.command.is_empty());
         assert!(c.runtime.is_none());
-        assert_eq!(c.timeout, DEFAULT_PROVISION_TIMEOUT_SECS);
+        if std::env::var_os("OPENSHELL_PROVISION_TIMEOUT").is_none() {
+            assert_eq!(c.timeout, DEFAULT_PROVISION_TIMEOUT_SECS);
+        }
     }
 
     #[test]

@@ -295,3 +295,31 @@ fn env_without_equals_is_a_usage_error_with_exit_two() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn every_phase_or_reason_change_prints_one_progress_line_in_order() {
+    let gw = start(
+        vec![(
+            "flappy",
+            script(
+                vec![
+                    (Provisioning, "Starting", ""),
+                    (Provisioning, "Starting", ""),
+                    (Provisioning, "SupervisorDisconnected", "session ended"),
+                    (Ready, "SupervisorConnected", ""),
+                ],
+                End::Close,
+            ),
+        )],
+        vec![],
+    );
+    let output = openshell(&gw.url)
+        .args(["sandbox", "create", "--from", "flappy", "--name", "f1"])
+        .output()
+        .unwrap();
+    output.clone().assert().success().stdout("f1\n");
+    assert_eq!(
+        stderr_of(&output),
+        "Provisioning: Starting\nProvisioning: SupervisorDisconnected\n"
+    );
+}
