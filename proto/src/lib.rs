@@ -7,9 +7,9 @@
 //! Layout:
 //! - [`v1`]: messages and the `OpenShell` service (client and server) generated from
 //!   `proto/openshell.proto` by `protox` + `tonic-prost-build` (no system `protoc`).
-//! - [`datamodel`]: `ObjectMeta`.
+//! - [`datamodel`] holds `ObjectMeta`.
 //! - [`env`], [`labels`], [`conditions`], [`reasons`]: the contract's string constants.
-//! - [`stage_name`]: the stable lower-case name of a [`v1::SupervisorStartupStage`].
+//! - [`stage_name`] gives the stable lower-case name of a [`v1::SupervisorStartupStage`].
 
 /// Generated from `proto/datamodel.proto` (package `openshell.datamodel.v1`).
 pub mod datamodel {
@@ -20,6 +20,7 @@ pub mod datamodel {
 }
 
 /// Generated from `proto/openshell.proto` (package `openshell.v1`).
+#[allow(clippy::large_enum_variant)]
 pub mod v1 {
     tonic::include_proto!("openshell.v1");
 }

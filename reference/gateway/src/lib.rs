@@ -1,1 +1,49 @@
-//! openshell-gateway (placeholder)
+//! The reference OpenShell gateway: the control plane a conformance run talks to.
+//!
+//! It keeps the public record of every sandbox and is the only writer of its phase and `Ready`
+//! condition (seed 002): a compute driver reports backend facts, the supervisor opens a session
+//! (`ConnectSupervisor`) or reports a fatal startup error (`ReportSupervisorError`, seed 000),
+//! and the lifecycle core turns those into stored, published changes.
+//!
+//! Layout (data flows top to bottom):
+//! - [`service`]: the `OpenShell` gRPC service; decodes requests, checks credentials.
+//! - [`session`]: one live supervisor session (heartbeats, end detection).
+//! - [`lifecycle`]: the core; the one write path (transition → store → publish).
+//! - [`transitions`]: the phase machine as pure functions.
+//! - [`store`]: SQLite persistence with per-change history; [`bus`]: the watch bus and log tails.
+//! - [`auth`]: sandbox tokens; [`hygiene`]: what stored messages may contain.
+//! - [`error`]: `GatewayError` and its single mapping to `tonic::Status`.
+//!
+//! The binary (`src/main.rs`) picks a driver (process or Docker), binds, prints
+//! `openshell-gateway listening on ADDR` and serves until SIGTERM.
+
+pub mod auth;
+pub mod bus;
+pub mod error;
+pub mod hygiene;
+pub mod lifecycle;
+pub mod service;
+pub mod session;
+pub mod store;
+pub mod transitions;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use openshell_proto::v1::open_shell_server::OpenShellServer;
+use tokio::net::TcpListener;
+
+pub use lifecycle::{CoreConfig, Lifecycle};
+
+/// Serves the gRPC API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    core: Arc<Lifecycle>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .add_service(OpenShellServer::new(service::GatewayService::new(core)))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}

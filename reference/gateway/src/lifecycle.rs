@@ -1,0 +1,450 @@
+//! The lifecycle core: the one place that changes sandbox records.
+//!
+//! Every request path and every driver event ends here. A change is made under one lock in
+//! three steps that never interleave with another change: compute the next record with a
+//! [`transitions`] function, store it (SQLite, with its history row), publish it on the
+//! [`WatchBus`]. So the order watchers see is the stored order, and a consumer's stream equals
+//! the stored history.
+//!
+//! Backend work (create, delete) never runs under the lock: it is spawned, and its outcome comes
+//! back as another change. Entering Error always spawns the backend's cleanup (seed 000), after
+//! the Error is stored and published.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use openshell_driver::{ComputeDriver, DriverEvent, EventReceiver, SandboxRequest};
+use openshell_proto::datamodel::v1::ObjectMeta;
+use openshell_proto::v1::{CreateSandboxRequest, DegradedSubsystem, Sandbox, SandboxLogLine, SandboxPhase};
+use openshell_proto::{env, labels, reasons};
+use tokio::sync::broadcast;
+
+use crate::auth;
+use crate::bus::{BusEvent, WatchBus};
+use crate::error::{GatewayError, Result};
+use crate::store::{Row, Store};
+use crate::transitions::{self, is_terminal};
+
+/// Settings of the core.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// The endpoint drivers hand the supervisor (`OPENSHELL_ENDPOINT`).
+    pub endpoint: String,
+    /// Seconds between session heartbeats.
+    pub heartbeat_secs: u32,
+}
+
+struct Inner {
+    store: Store,
+    bus: WatchBus,
+    /// The current supervisor session of each sandbox (a newer one supersedes an older one).
+    sessions: HashMap<String, u64>,
+}
+
+/// What a watcher starts from: the current record, the kept output, and the live feed.
+pub struct Subscription {
+    pub snapshot: Sandbox,
+    pub tail: Vec<Arc<SandboxLogLine>>,
+    pub events: broadcast::Receiver<BusEvent>,
+}
+
+/// The lifecycle core.
+pub struct Lifecycle {
+    inner: Mutex<Inner>,
+    driver: Arc<dyn ComputeDriver>,
+    config: CoreConfig,
+    next_session: AtomicU64,
+}
+
+impl Lifecycle {
+    /// A core over `store` and `driver`. Call [`Lifecycle::start`] to recover and take events.
+    pub fn new(store: Store, driver: Arc<dyn ComputeDriver>, config: CoreConfig) -> Arc<Lifecycle> {
+        Arc::new(Lifecycle {
+            inner: Mutex::new(Inner { store, bus: WatchBus::default(), sessions: HashMap::new() }),
+            driver,
+            config,
+            next_session: AtomicU64::new(1),
+        })
+    }
+
+    /// The session heartbeat interval.
+    pub fn heartbeat_secs(&self) -> u32 {
+        self.config.heartbeat_secs
+    }
+
+    /// Recovers after a (re)start, then consumes driver events until the channel closes.
+    ///
+    /// Recovery: sessions do not survive a restart, so Ready records wait for theirs again; a
+    /// non-terminal record whose backend is gone becomes Error; Error records get their backend
+    /// cleanup again (it may not have finished before the restart).
+    pub async fn start(self: &Arc<Self>, events: EventReceiver) -> Result<()> {
+        let rows = self.lock().store.list()?;
+        for row in rows {
+            let id = row.sandbox.metadata.as_ref().map(|m| m.id.clone()).unwrap_or_default();
+            if is_terminal(&row.sandbox) {
+                self.spawn_cleanup(&id);
+                continue;
+            }
+            self.change(&id, transitions::gateway_restarted)?;
+            match self.driver.exists(&id).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.change(&id, |sb| {
+                        transitions::backend_failed(sb, reasons::BACKEND_LOST, "the backend resource is gone (found at gateway start)")
+                    })?;
+                }
+                Err(e) => {
+                    self.change(&id, |sb| transitions::backend_failed(sb, e.reason(), &e.to_string()))?;
+                }
+            }
+        }
+        let core = Arc::clone(self);
+        tokio::spawn(async move { core.consume(events).await });
+        Ok(())
+    }
+
+    async fn consume(self: Arc<Self>, mut events: EventReceiver) {
+        while let Some(event) = events.recv().await {
+            if let Err(e) = self.on_driver_event(event) {
+                tracing::warn!(error = %e, "driver event not applied");
+            }
+        }
+    }
+
+    fn on_driver_event(&self, event: DriverEvent) -> Result<()> {
+        let id = event.sandbox_id().to_string();
+        match event {
+            DriverEvent::Running { .. } => tracing::debug!(%id, "backend running"),
+            DriverEvent::Exited { exit_code, .. } => {
+                let message = format!("the sandbox's top process exited with code {exit_code}");
+                self.change_if_exists(&id, |sb| transitions::process_exited(sb, exit_code, &message))?;
+            }
+            DriverEvent::Failed { error, .. } => {
+                self.change_if_exists(&id, |sb| transitions::backend_failed(sb, error.reason(), &error.to_string()))?;
+            }
+            DriverEvent::Gone { .. } => {
+                self.change_if_exists(&id, |sb| {
+                    transitions::backend_failed(sb, reasons::BACKEND_LOST, "the backend resource disappeared")
+                })?;
+            }
+            DriverEvent::Output { line, .. } => {
+                let mut inner = self.lock();
+                if inner.store.get(&id)?.is_some() {
+                    let line = SandboxLogLine {
+                        sandbox_id: id.clone(),
+                        timestamp_ms: now_ms(),
+                        level: "info".into(),
+                        target: "backend".into(),
+                        message: crate::hygiene::sanitize(&line),
+                        source: self.driver.name().into(),
+                    };
+                    inner.bus.log(&id, line);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ---- public API operations ----
+
+    /// Validates and stores a new sandbox, then asks the driver to start it (in the background).
+    pub fn create(self: &Arc<Self>, request: CreateSandboxRequest) -> Result<Sandbox> {
+        let spec = request.spec.ok_or_else(|| GatewayError::InvalidArgument("`spec` is required".into()))?;
+        let template = spec.template.clone().unwrap_or_default();
+        if template.image.trim().is_empty() {
+            return Err(GatewayError::InvalidArgument(
+                "spec.template.image is required, e.g. openshell-fixture/good:<hash>".into(),
+            ));
+        }
+        let name = if request.name.is_empty() { generated_name() } else { request.name.clone() };
+        validate_name(&name)?;
+        for key in spec.environment.keys().chain(template.environment.keys()) {
+            if RESERVED_ENV.contains(&key.as_str()) {
+                return Err(GatewayError::InvalidArgument(format!("environment variable {key} is set by the gateway")));
+            }
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let token = auth::new_token();
+        let sandbox = Sandbox {
+            metadata: Some(ObjectMeta {
+                id: id.clone(),
+                name: name.clone(),
+                created_at_ms: now_ms(),
+                labels: request.labels.clone(),
+                annotations: request.annotations.clone(),
+                resource_version: 1,
+                workspace: request.workspace.clone(),
+                ..Default::default()
+            }),
+            spec: Some(spec.clone()),
+            status: Some(transitions::initial_status(&name)),
+        };
+        {
+            let mut inner = self.lock();
+            if inner.store.get_by_name(&name)?.is_some() {
+                return Err(GatewayError::AlreadyExists(name));
+            }
+            inner.store.insert(&Row { sandbox: sandbox.clone(), token_hash: auth::hash_token(&token) })?;
+            inner.bus.publish(&sandbox);
+        }
+        let mut environment: BTreeMap<String, String> = template.environment.clone().into_iter().collect();
+        environment.extend(spec.environment.clone());
+        environment.insert(env::SANDBOX_ID.into(), id.clone());
+        environment.insert(env::ENDPOINT.into(), self.config.endpoint.clone());
+        environment.insert(env::SANDBOX_TOKEN.into(), token);
+        if !spec.command.is_empty() {
+            let main = serde_json::json!({ "version": 1, "command": spec.command, "tty": spec.tty });
+            environment.insert(env::MAIN_PROCESS_SPEC.into(), main.to_string());
+        }
+        let mut backend_labels = BTreeMap::from([(labels::SANDBOX_ID.to_string(), id.clone())]);
+        if let Some(run) = request.labels.get(labels::RUN_ID) {
+            backend_labels.insert(labels::RUN_ID.to_string(), run.clone());
+        }
+        let driver_request = SandboxRequest {
+            sandbox_id: id.clone(),
+            name,
+            image: template.image.clone(),
+            runtime_class: Some(template.runtime_class_name.clone()).filter(|r| !r.is_empty()),
+            command: spec.command.clone(),
+            env: environment,
+            labels: backend_labels,
+        };
+        let core = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(error) = core.driver.create(driver_request).await {
+                tracing::warn!(%id, %error, "driver create failed");
+                let applied = core.change_if_exists(&id, |sb| transitions::backend_failed(sb, error.reason(), &error.to_string()));
+                if let Err(e) = applied {
+                    tracing::error!(%id, error = %e, "could not store the driver failure");
+                }
+            }
+        });
+        Ok(sandbox)
+    }
+
+    /// The sandbox with this name (or id).
+    pub fn get(&self, name_or_id: &str) -> Result<Sandbox> {
+        Ok(self.find(&self.lock(), name_or_id)?.sandbox)
+    }
+
+    /// Sandboxes whose labels match every `key=value` of `selector`, paged.
+    pub fn list(&self, selector: &str, limit: u32, offset: u32) -> Result<Vec<Sandbox>> {
+        let wanted = parse_selector(selector)?;
+        let rows = self.lock().store.list()?;
+        let matching = rows.into_iter().map(|r| r.sandbox).filter(|sb| {
+            let have = &sb.metadata.as_ref().expect("records carry metadata").labels;
+            wanted.iter().all(|(k, v)| have.get(k) == Some(v))
+        });
+        let page = matching.skip(offset as usize);
+        Ok(if limit == 0 { page.collect() } else { page.take(limit as usize).collect() })
+    }
+
+    /// Marks the sandbox Deleting, removes its backend resources, then forgets it.
+    pub async fn delete(&self, name: &str) -> Result<bool> {
+        let id = {
+            let inner = self.lock();
+            self.find(&inner, name)?.sandbox.metadata.expect("records carry metadata").id
+        };
+        self.change(&id, transitions::deleting)?;
+        if let Err(e) = self.driver.delete(&id).await {
+            return Err(GatewayError::FailedPrecondition(format!(
+                "sandbox {name:?} is Deleting but its backend could not be removed ({}: {e}); retry the delete",
+                e.reason()
+            )));
+        }
+        let mut inner = self.lock();
+        let removed = inner.store.remove(&id)?;
+        inner.bus.remove(&id);
+        inner.sessions.remove(&id);
+        Ok(removed)
+    }
+
+    /// The current record, the kept output and a feed of what comes next, taken atomically.
+    pub fn subscribe(&self, name_or_id: &str, log_tail_lines: usize) -> Result<Subscription> {
+        let mut inner = self.lock();
+        let snapshot = self.find(&inner, name_or_id)?.sandbox;
+        let id = snapshot.metadata.as_ref().expect("records carry metadata").id.clone();
+        let tail = inner.bus.tail(&id, log_tail_lines);
+        let events = inner.bus.subscribe(&id);
+        Ok(Subscription { snapshot, tail, events })
+    }
+
+    /// Every stored version of a sandbox (what a watch stream must equal).
+    pub fn history(&self, id: &str) -> Result<Vec<Sandbox>> {
+        Ok(self.lock().store.history(id)?)
+    }
+
+    // ---- supervisor callbacks ----
+
+    /// Checks a supervisor credential, in the contract's order: no token → Unauthenticated;
+    /// unknown or deleted sandbox → NotFound; another sandbox's token → PermissionDenied.
+    pub fn authenticate(&self, token: Option<&str>, sandbox_id: &str) -> Result<()> {
+        let token = token.ok_or(GatewayError::Unauthenticated)?;
+        let row = self.lock().store.get(sandbox_id)?.ok_or_else(|| GatewayError::NotFound(sandbox_id.to_string()))?;
+        if auth::token_matches(token, &row.token_hash) {
+            Ok(())
+        } else {
+            Err(GatewayError::PermissionDenied(sandbox_id.to_string()))
+        }
+    }
+
+    /// A fatal startup error (seed 000): stored and published before this returns; cleanup after.
+    pub fn supervisor_error(&self, sandbox_id: &str, stage: &str, message: &str) -> Result<()> {
+        self.change(sandbox_id, |sb| transitions::supervisor_error(sb, stage, message))?;
+        Ok(())
+    }
+
+    /// The main process ended.
+    pub fn main_process_exited(&self, sandbox_id: &str, exit_code: i32) -> Result<()> {
+        let message = format!("the main process exited with code {exit_code}");
+        self.change(sandbox_id, |sb| transitions::process_exited(sb, exit_code, &message))?;
+        Ok(())
+    }
+
+    /// Registers a supervisor session; it supersedes any older one. Fails for a terminal sandbox.
+    pub fn session_opened(&self, sandbox_id: &str, instance_id: &str, degraded: &[DegradedSubsystem]) -> Result<u64> {
+        let session = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let mut inner = self.lock();
+        let row = inner.store.get(sandbox_id)?.ok_or_else(|| GatewayError::NotFound(sandbox_id.to_string()))?;
+        if is_terminal(&row.sandbox) {
+            let phase = transitions::phase(&row.sandbox);
+            return Err(GatewayError::FailedPrecondition(format!("sandbox is {}; no session accepted", phase.as_str_name())));
+        }
+        inner.sessions.insert(sandbox_id.to_string(), session);
+        self.apply(&mut inner, row.sandbox, |sb| transitions::session_connected(sb, instance_id, degraded))?;
+        Ok(session)
+    }
+
+    /// A session ended. Only the end of the *current* session demotes Ready.
+    pub fn session_closed(&self, sandbox_id: &str, session: u64) -> Result<()> {
+        let mut inner = self.lock();
+        if inner.sessions.get(sandbox_id) != Some(&session) {
+            return Ok(());
+        }
+        inner.sessions.remove(sandbox_id);
+        if let Some(row) = inner.store.get(sandbox_id)? {
+            self.apply(&mut inner, row.sandbox, transitions::session_ended)?;
+        }
+        Ok(())
+    }
+
+    // ---- the one write path ----
+
+    fn change(&self, id: &str, f: impl FnOnce(&mut Sandbox) -> bool) -> Result<Option<Sandbox>> {
+        let mut inner = self.lock();
+        let row = inner.store.get(id)?.ok_or_else(|| GatewayError::NotFound(id.to_string()))?;
+        self.apply(&mut inner, row.sandbox, f)
+    }
+
+    fn change_if_exists(&self, id: &str, f: impl FnOnce(&mut Sandbox) -> bool) -> Result<Option<Sandbox>> {
+        match self.change(id, f) {
+            Err(GatewayError::NotFound(_)) => Ok(None),
+            other => other,
+        }
+    }
+
+    /// Computes, stores and publishes one change; spawns cleanup when it entered Error.
+    fn apply(&self, inner: &mut Inner, mut sandbox: Sandbox, f: impl FnOnce(&mut Sandbox) -> bool) -> Result<Option<Sandbox>> {
+        let was_error = transitions::phase(&sandbox) == SandboxPhase::Error;
+        if !f(&mut sandbox) {
+            return Ok(None);
+        }
+        let meta = sandbox.metadata.as_mut().expect("records carry metadata");
+        meta.resource_version += 1;
+        let id = meta.id.clone();
+        inner.store.update(&sandbox)?;
+        inner.bus.publish(&sandbox);
+        if !was_error && transitions::phase(&sandbox) == SandboxPhase::Error {
+            self.spawn_cleanup(&id);
+        }
+        Ok(Some(sandbox))
+    }
+
+    fn spawn_cleanup(&self, id: &str) {
+        let (driver, id) = (Arc::clone(&self.driver), id.to_string());
+        tokio::spawn(async move {
+            match driver.delete(&id).await {
+                Ok(removed) => tracing::info!(%id, removed, "backend resources of failed sandbox cleaned up"),
+                Err(e) => tracing::warn!(%id, error = %e, "cleanup of failed sandbox did not finish"),
+            }
+        });
+    }
+
+    fn find(&self, inner: &Inner, name_or_id: &str) -> Result<Row> {
+        if let Some(row) = inner.store.get_by_name(name_or_id)? {
+            return Ok(row);
+        }
+        inner.store.get(name_or_id)?.ok_or_else(|| GatewayError::NotFound(name_or_id.to_string()))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock is a bug; the data is still consistent (SQLite
+        // transactions), so keep serving rather than poisoning every later request.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Variables the gateway sets itself; a spec may not set them.
+const RESERVED_ENV: &[&str] = &[env::SANDBOX_ID, env::ENDPOINT, env::SANDBOX_TOKEN, env::MAIN_PROCESS_SPEC];
+
+fn validate_name(name: &str) -> Result<()> {
+    let valid = name.len() <= 63
+        && !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(GatewayError::InvalidArgument(format!(
+            "invalid sandbox name {name:?}: use at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit"
+        )))
+    }
+}
+
+fn generated_name() -> String {
+    format!("sandbox-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+fn parse_selector(selector: &str) -> Result<Vec<(String, String)>> {
+    selector
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| GatewayError::InvalidArgument(format!("label selector {pair:?} is not key=value")))
+        })
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_dns_1123_labels() {
+        for ok in ["a", "good-1", &"x".repeat(63)] {
+            validate_name(ok).unwrap();
+        }
+        for bad in ["", "-a", "a-", "Upper", "under_score", &"x".repeat(64), "a.b"] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        validate_name(&generated_name()).unwrap();
+    }
+
+    #[test]
+    fn selectors_parse_pairs_and_reject_garbage() {
+        assert_eq!(parse_selector("a=1, b=2").unwrap().len(), 2);
+        assert!(parse_selector("").unwrap().is_empty());
+        assert!(parse_selector("novalue").is_err());
+    }
+}

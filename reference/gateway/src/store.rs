@@ -1,0 +1,211 @@
+//! SQLite persistence of sandbox records.
+//!
+//! One row per sandbox holds the whole public record (the protobuf `Sandbox`, encoded) beside the
+//! token hash, so a restart keeps every sandbox, phase and condition. Every stored version is
+//! also appended to `history`, which is what a watch stream must equal, event for event.
+//! A file by default; `:memory:` for tests.
+
+use std::path::Path;
+
+use openshell_proto::v1::Sandbox;
+use prost::Message;
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("sandbox store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored record does not decode.
+    #[error("sandbox store: corrupt record for {id}: {source}")]
+    Corrupt {
+        id: String,
+        #[source]
+        source: prost::DecodeError,
+    },
+}
+
+/// Result alias of this module.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A stored sandbox: the public record and the hash of its token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub sandbox: Sandbox,
+    pub token_hash: Vec<u8>,
+}
+
+/// The sandbox store. Not `Sync`: the lifecycle core owns it behind its lock.
+pub struct Store {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sandboxes (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    token_hash BLOB NOT NULL,
+    record BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    sandbox_id TEXT NOT NULL,
+    resource_version INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    PRIMARY KEY (sandbox_id, resource_version)
+);
+";
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`; `:memory:` for a private in-memory one.
+    pub fn open(path: &str) -> Result<Store> {
+        let conn = if path == ":memory:" {
+            Connection::open_in_memory()?
+        } else {
+            Connection::open(Path::new(path))?
+        };
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store { conn })
+    }
+
+    /// Inserts a new sandbox. Fails on a duplicate id or name.
+    pub fn insert(&mut self, row: &Row) -> Result<()> {
+        let meta = row.sandbox.metadata.as_ref().expect("records always carry metadata");
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO sandboxes (id, name, token_hash, record) VALUES (?1, ?2, ?3, ?4)",
+            params![meta.id, meta.name, row.token_hash, row.sandbox.encode_to_vec()],
+        )?;
+        append_history(&tx, &row.sandbox)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Replaces a sandbox's record (its resource version already raised by the caller).
+    pub fn update(&mut self, sandbox: &Sandbox) -> Result<()> {
+        let meta = sandbox.metadata.as_ref().expect("records always carry metadata");
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE sandboxes SET record = ?2 WHERE id = ?1",
+            params![meta.id, sandbox.encode_to_vec()],
+        )?;
+        append_history(&tx, sandbox)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes a sandbox and its history.
+    pub fn remove(&mut self, id: &str) -> Result<bool> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute("DELETE FROM sandboxes WHERE id = ?1", params![id])?;
+        tx.execute("DELETE FROM history WHERE sandbox_id = ?1", params![id])?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    /// The sandbox with this id.
+    pub fn get(&self, id: &str) -> Result<Option<Row>> {
+        self.query_one("SELECT id, token_hash, record FROM sandboxes WHERE id = ?1", id)
+    }
+
+    /// The sandbox with this name.
+    pub fn get_by_name(&self, name: &str) -> Result<Option<Row>> {
+        self.query_one("SELECT id, token_hash, record FROM sandboxes WHERE name = ?1", name)
+    }
+
+    /// Every sandbox, oldest first.
+    pub fn list(&self) -> Result<Vec<Row>> {
+        let mut stmt = self.conn.prepare("SELECT id, token_hash, record FROM sandboxes ORDER BY rowid")?;
+        let raw = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Vec<u8>>(2)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        raw.into_iter().map(|(id, hash, record)| decode(id, hash, &record)).collect()
+    }
+
+    /// Every stored version of a sandbox, in resource-version order.
+    pub fn history(&self, id: &str) -> Result<Vec<Sandbox>> {
+        let mut stmt =
+            self.conn.prepare("SELECT record FROM history WHERE sandbox_id = ?1 ORDER BY resource_version")?;
+        let raw = stmt.query_map(params![id], |r| r.get::<_, Vec<u8>>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        raw.iter()
+            .map(|b| Sandbox::decode(b.as_slice()).map_err(|source| StoreError::Corrupt { id: id.to_string(), source }))
+            .collect()
+    }
+
+    fn query_one(&self, sql: &str, key: &str) -> Result<Option<Row>> {
+        let raw = self
+            .conn
+            .query_row(sql, params![key], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Vec<u8>>(2)?))
+            })
+            .optional()?;
+        raw.map(|(id, hash, record)| decode(id, hash, &record)).transpose()
+    }
+}
+
+fn append_history(tx: &rusqlite::Transaction<'_>, sandbox: &Sandbox) -> Result<()> {
+    let meta = sandbox.metadata.as_ref().expect("records always carry metadata");
+    tx.execute(
+        "INSERT INTO history (sandbox_id, resource_version, record) VALUES (?1, ?2, ?3)",
+        params![meta.id, meta.resource_version as i64, sandbox.encode_to_vec()],
+    )?;
+    Ok(())
+}
+
+fn decode(id: String, token_hash: Vec<u8>, record: &[u8]) -> Result<Row> {
+    let sandbox = Sandbox::decode(record).map_err(|source| StoreError::Corrupt { id, source })?;
+    Ok(Row { sandbox, token_hash })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openshell_proto::datamodel::v1::ObjectMeta;
+
+    fn row(id: &str, name: &str, version: u64) -> Row {
+        Row {
+            sandbox: Sandbox {
+                metadata: Some(ObjectMeta {
+                    id: id.into(),
+                    name: name.into(),
+                    resource_version: version,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            token_hash: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn records_survive_reopening_a_file_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.db");
+        let path = path.to_str().unwrap();
+        {
+            let mut store = Store::open(path).unwrap();
+            store.insert(&row("a", "alpha", 1)).unwrap();
+            let mut next = row("a", "alpha", 2).sandbox;
+            next.status = Some(Default::default());
+            store.update(&next).unwrap();
+        }
+        let store = Store::open(path).unwrap();
+        let got = store.get_by_name("alpha").unwrap().unwrap();
+        assert_eq!(got.sandbox.metadata.unwrap().resource_version, 2);
+        assert_eq!(got.token_hash, vec![1, 2, 3]);
+        assert_eq!(store.history("a").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn duplicate_names_are_refused_and_removal_clears_history() {
+        let mut store = Store::open(":memory:").unwrap();
+        store.insert(&row("a", "alpha", 1)).unwrap();
+        assert!(store.insert(&row("b", "alpha", 1)).is_err());
+        assert!(store.remove("a").unwrap());
+        assert!(store.get("a").unwrap().is_none());
+        assert!(store.history("a").unwrap().is_empty());
+        assert!(!store.remove("a").unwrap());
+    }
+}
