@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The project's test command (README: "Tests"). On a fresh machine of this kind it installs and
+# starts what the lanes need, builds everything, runs every test with nextest's `ci` profile
+# (no retries), then runs the conformance runner once on the process lane and checks its exit
+# code and report, so the README's main command is exercised too.
+#
+# Lanes: OPENSHELL_REQUIRE_LANES (default process,docker,docker-runsc) turns a missing lane
+# prerequisite into a failure instead of a skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+say() { echo "ci/test.sh [$(( $(date +%s) - started ))s]: $*"; }
+
+export OPENSHELL_REQUIRE_LANES=${OPENSHELL_REQUIRE_LANES:-process,docker,docker-runsc}
+export CARGO_TERM_COLOR=never
+
+# 1. Prerequisites: dockerd + runsc + busybox-static (and the apt packages behind them).
+say "setting up docker, runsc and busybox"
+bash ci/setup-docker.sh
+command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+
+# 2. Build every binary first: tests start the real gateway, supervisor, probe and CLI.
+say "building"
+cargo build --workspace --all-targets
+
+# 3. Every test, no retries.
+say "running the test suite"
+cargo nextest run --workspace --profile ci
+
+# 4. The README's main command: a conformance run on the process lane, checked from outside.
+say "conformance runner on the process lane"
+report_dir=$(mktemp -d)
+bin=target/x86_64-unknown-linux-gnu/debug
+set +e
+"$bin/openshell-conformance" run --driver process --report-dir "$report_dir" --require-lanes process
+code=$?
+set -e
+[ "$code" -eq 0 ] || { echo "conformance runner exited $code"; cat "$report_dir/report.md" 2>/dev/null; exit 1; }
+python3 - "$report_dir/report.json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+summary = report["summary"]
+assert summary["failed"] == 0 and summary["xpass"] == 0, summary
+assert summary["passed"] > 0, summary
+print(f"conformance report: {summary}")
+PY
+say "all green"
