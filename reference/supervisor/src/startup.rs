@@ -1,0 +1,221 @@
+//! The startup sequence, as a checklist. Each step says why it comes where it does.
+//!
+//! 1. CONFIG: id, endpoint and token first: without them nobody can be told about anything
+//!    (stderr only). The rest of the configuration is checked next and *reported*.
+//! 2. Reaper: the supervisor is PID 1; orphans can appear from the first spawn on, and every
+//!    spawned process is waited for through it.
+//! 3. POLICY: the identity comes from the policy, so it is read before anything depends on it;
+//!    a broken file is fatal in every mode (seed 000: no silent fallback).
+//! 4. IDENTITY: plain file reads of the image's contract; checked before touching the kernel so
+//!    an image mistake is reported as such.
+//! 5. NETNS: created before the supervisor's seccomp prelude, which blocks `unshare`.
+//! 6. SUPERVISOR_SECCOMP, then WORKLOAD_SECCOMP (compiled and tried on a throwaway thread):
+//!    the supervisor is hardened before anything image-controlled runs, and a workload filter
+//!    the kernel refuses fails here, at its own stage, not inside a spawn.
+//! 7. BOOT_HOOK: before the main process (it prepares what the workload needs, seed 001),
+//!    through the same spawn path, so it never runs as root or sees the host network.
+//! 8. SPAWN the main process, then GATEWAY: the session makes the sandbox Ready, so it opens
+//!    only once the workload really runs (as upstream: the session starts after the child).
+//! 9. Wait for the main process (forwarding SIGTERM/SIGINT), report its exit, exit with its code.
+//!
+//! Steps 5-6 are the subsystems `OPENSHELL_SKIP_BOOTSTRAP` may declare and
+//! `OPENSHELL_BEST_EFFORT_FAILURES` may tolerate (seed 003); what was skipped or tolerated goes
+//! in the hello's degraded list. Every failure from step 1's reportable part on is reported
+//! once (bounded by [`REPORT_BOUND`]) and ends the supervisor with [`EXIT_STARTUP_FAILED`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use openshell_proto::v1::{DegradedSubsystem, SupervisorHello, SupervisorStartupStage as Stage};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::{Config, Settings, Subsystem};
+use crate::hook;
+use crate::identity;
+use crate::netns::Netns;
+use crate::policy::{self, Policy};
+use crate::reaper::Reaper;
+use crate::seccomp;
+use crate::session::Gateway;
+use crate::spawn::{child_env, Spawner};
+use crate::sys;
+
+/// The bound on the whole `ReportSupervisorError` attempt (seed 000).
+pub const REPORT_BOUND: Duration = Duration::from_secs(5);
+/// How long the first session may take to come up before the GATEWAY stage fails.
+pub const FIRST_SESSION_BOUND: Duration = Duration::from_secs(10);
+/// How long `ReportMainProcessExit` is retried.
+pub const EXIT_REPORT_BOUND: Duration = Duration::from_secs(30);
+/// Exit status of a reported startup failure.
+pub const EXIT_STARTUP_FAILED: i32 = 1;
+/// Exit status of a configuration error that could not be reported (EX_CONFIG).
+pub const EXIT_CONFIG: i32 = 78;
+
+/// A fatal startup failure: where, and the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", openshell_proto::stage_name(*.stage))]
+pub struct Failure {
+    /// The stage.
+    pub stage: Stage,
+    /// The cause, without the stage prefix (the gateway adds it).
+    pub message: String,
+}
+
+fn fail(stage: Stage, e: impl std::fmt::Display) -> Failure {
+    Failure { stage, message: e.to_string() }
+}
+
+/// Runs the supervisor; returns its exit status.
+pub async fn run(cfg: Config) -> i32 {
+    let instance_id = new_instance_id();
+    let gateway = match Gateway::new(&cfg.endpoint, &cfg.token, &cfg.sandbox_id, &instance_id) {
+        Ok(g) => Arc::new(g),
+        Err(e) => {
+            eprintln!("openshell-supervisor: config: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    match supervise(cfg, &gateway, &instance_id).await {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("openshell-supervisor: startup failed: {failure}");
+            if let Err(e) = gateway.report_error(failure.stage, &failure.message, REPORT_BOUND).await {
+                eprintln!("openshell-supervisor: could not report the failure to the gateway: {e}");
+            }
+            EXIT_STARTUP_FAILED
+        }
+    }
+}
+
+async fn supervise(cfg: Config, gateway: &Arc<Gateway>, instance_id: &str) -> Result<i32, Failure> {
+    // 1. CONFIG (the reportable part).
+    let settings = cfg.rest.map_err(|e| fail(Stage::Config, e))?;
+    // 2. Reaper.
+    let reaper = Reaper::start().map_err(|e| fail(Stage::Other, e))?;
+    if let Err(e) = sys::set_child_subreaper() {
+        tracing::warn!("cannot become a child subreaper: {e}");
+    }
+    // 3. POLICY.
+    let policy = match policy::load(Path::new(openshell_proto::POLICY_PATH)).map_err(|e| fail(Stage::Policy, e))? {
+        Some(p) => p,
+        None => {
+            tracing::info!("no {}; using the default policy", openshell_proto::POLICY_PATH);
+            Policy::default_policy()
+        }
+    };
+    // 4. IDENTITY.
+    let identity = identity::resolve(Path::new("/"), policy.run_as_user(), policy.run_as_group())
+        .map_err(|e| fail(Stage::Identity, e))?;
+    // 5-6. Enforcement subsystems.
+    let mut degraded = Vec::new();
+    let netns = enforce(&settings, Subsystem::Netns, &mut degraded, || {
+        Netns::create().map_err(|e| (e.detail(), fail(Stage::Netns, e)))
+    })?;
+    enforce(&settings, Subsystem::SupervisorSeccomp, &mut degraded, || {
+        seccomp::supervisor_filter()
+            .and_then(|p| seccomp::apply_to_supervisor(&p))
+            .map_err(|e| (e.detail(), fail(Stage::SupervisorSeccomp, e)))
+    })?;
+    let workload = enforce(&settings, Subsystem::WorkloadSeccomp, &mut degraded, || {
+        let programs = seccomp::workload_filters().map_err(|e| (e.detail(), fail(Stage::WorkloadSeccomp, &e)))?;
+        seccomp::try_workload(&programs).map_err(|e| (e.detail(), fail(Stage::WorkloadSeccomp, e)))?;
+        Ok(programs)
+    })?;
+    let spawner = Spawner {
+        netns,
+        env: child_env(std::env::vars_os(), &identity),
+        identity,
+        seccomp: workload,
+        reaper: reaper.clone(),
+    };
+    // 7. BOOT_HOOK.
+    hook::run(&spawner, &reaper, Path::new(openshell_proto::BOOT_HOOK_PATH), settings.hook_timeout)
+        .await
+        .map_err(|e| match e {
+            hook::HookError::Spawn(s) => fail(s.stage(Stage::BootHook), s),
+            other => fail(Stage::BootHook, other),
+        })?;
+    // 8. SPAWN, then GATEWAY.
+    let main = spawner.spawn(&settings.command, false).map_err(|e| fail(e.stage(Stage::Spawn), e))?;
+    tracing::info!(pid = main.pid, command = ?settings.command, "main process started");
+    let hello = SupervisorHello { sandbox_id: cfg.sandbox_id.clone(), instance_id: instance_id.into(), degraded };
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    let holder = {
+        let gateway = gateway.clone();
+        tokio::spawn(async move { gateway.maintain(hello, FIRST_SESSION_BOUND, first_tx).await })
+    };
+    let first = first_rx.await.unwrap_or(Err(crate::session::SessionError::Closed));
+    if let Err(e) = first {
+        let _ = sys::kill(-main.pid, Signal::SIGKILL);
+        return Err(fail(Stage::Gateway, e));
+    }
+    // 9. Wait, report, exit.
+    let exit = wait_forwarding_signals(&reaper, main.pid).await.map_err(|e| fail(Stage::Other, e))?;
+    tracing::info!("main process {exit}");
+    if let Err(e) = gateway.report_exit(exit.code(), EXIT_REPORT_BOUND).await {
+        tracing::error!("could not report the main process exit: {e}");
+    }
+    holder.abort();
+    Ok(exit.code())
+}
+
+/// Runs one enforcement subsystem under the skip / best-effort rules.
+fn enforce<T>(
+    settings: &Settings,
+    which: Subsystem,
+    degraded: &mut Vec<DegradedSubsystem>,
+    attempt: impl FnOnce() -> Result<T, (String, Failure)>,
+) -> Result<Option<T>, Failure> {
+    let entry = |mode: &str, detail: String| DegradedSubsystem {
+        subsystem: which.name().into(),
+        mode: mode.into(),
+        detail,
+    };
+    if settings.skip.contains(&which) {
+        tracing::warn!("{} skipped: declared in {}", which.name(), openshell_proto::env::SKIP_BOOTSTRAP);
+        degraded.push(entry("skipped", String::new()));
+        return Ok(None);
+    }
+    match attempt() {
+        Ok(v) => Ok(Some(v)),
+        Err((detail, failure)) if settings.best_effort => {
+            tracing::warn!("{} failed and is tolerated (best-effort mode): {}", which.name(), failure.message);
+            degraded.push(entry("failed", detail));
+            Ok(None)
+        }
+        Err((_, failure)) => Err(failure),
+    }
+}
+
+async fn wait_forwarding_signals(reaper: &Reaper, pid: i32) -> Result<crate::reaper::Exit, crate::reaper::ReaperError> {
+    let mut term = signal(SignalKind::terminate()).map_err(crate::reaper::ReaperError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(crate::reaper::ReaperError::Signal)?;
+    let wait = reaper.wait(pid);
+    tokio::pin!(wait);
+    loop {
+        tokio::select! {
+            exit = &mut wait => return exit,
+            _ = term.recv() => forward(pid, Signal::SIGTERM),
+            _ = int.recv() => forward(pid, Signal::SIGINT),
+        }
+    }
+}
+
+fn forward(pid: i32, signal: Signal) {
+    tracing::info!("forwarding {} to the main process", signal.as_str());
+    if sys::kill(-pid, signal).is_err() {
+        let _ = sys::kill(pid, signal);
+    }
+}
+
+/// A fresh random id for this main process (32 hex digits).
+pub fn new_instance_id() -> String {
+    let mut bytes = [0u8; 16];
+    if sys::getrandom(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        bytes = (nanos ^ u128::from(std::process::id())).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
