@@ -1,0 +1,39 @@
+//! `openshell-probe`: the conformance suite's probe that runs *inside* a sandbox (like youki's
+//! runtimetest), static so it can be copied into any root at `/usr/local/bin/openshell-probe`.
+//!
+//! Modes:
+//! - `workload [--user NAME] [--marker PATH]` ([`workload`]): run as the sandbox's main
+//!   process, checks what the workload sees (network namespace, seccomp, identity, token) and
+//!   exits 0 when every check holds, else with the code of the first failed check
+//!   ([`workload::Check::code`]); one line per check on stderr.
+//!
+//! Layout: [`sys`] holds the few raw syscalls (the only `unsafe`), [`workload`] the checks.
+//! Exit status 2 is a usage error.
+
+mod sys;
+mod workload;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: openshell-probe workload [--user NAME] [--marker PATH]";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("workload") => match workload::Options::parse(&args[1..]) {
+            Ok(opts) => ExitCode::from(workload::run(&opts)),
+            Err(e) => usage(&e),
+        },
+        Some("--help" | "-h") => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some(other) => usage(&format!("unknown mode {other:?}")),
+        None => usage("no mode given"),
+    }
+}
+
+fn usage(problem: &str) -> ExitCode {
+    eprintln!("openshell-probe: {problem}\n{USAGE}");
+    ExitCode::from(2)
+}
