@@ -14,6 +14,9 @@ pub const TRUNCATION_MARKER: &str = "… [truncated]";
 
 /// Escapes control characters, then bounds the length.
 pub fn sanitize(message: &str) -> String {
+    if crate::mutants::active("raw-messages") {
+        return truncate(message, MAX_MESSAGE_BYTES);
+    }
     truncate(&escape_controls(message), MAX_MESSAGE_BYTES)
 }
 

@@ -13,6 +13,7 @@
 //! - [`store`]: SQLite persistence with per-change history; [`bus`]: the watch bus and log tails.
 //! - [`auth`]: sandbox tokens; [`hygiene`]: what stored messages may contain.
 //! - [`error`]: `GatewayError` and its single mapping to `tonic::Status`.
+//! - [`mutants`]: deliberately broken behaviours behind the `mutants` feature (never default).
 //!
 //! The binary (`src/main.rs`) picks a driver (process or Docker), binds, prints
 //! `openshell-gateway listening on ADDR` and serves until SIGTERM.
@@ -22,6 +23,7 @@ pub mod bus;
 pub mod error;
 pub mod hygiene;
 pub mod lifecycle;
+pub mod mutants;
 pub mod service;
 pub mod session;
 pub mod store;

@@ -23,6 +23,7 @@ use tokio::sync::broadcast;
 use crate::auth;
 use crate::bus::{BusEvent, WatchBus};
 use crate::error::{GatewayError, Result};
+use crate::mutants;
 use crate::store::{Row, Store};
 use crate::transitions::{self, is_terminal};
 
@@ -115,9 +116,19 @@ impl Lifecycle {
     fn on_driver_event(&self, event: DriverEvent) -> Result<()> {
         let id = event.sandbox_id().to_string();
         match event {
+            DriverEvent::Running { .. } if mutants::active("ready-without-session") => {
+                self.change_if_exists(&id, |sb| transitions::session_connected(sb, "", &[]))?;
+            }
             DriverEvent::Running { .. } => tracing::debug!(%id, "backend running"),
             DriverEvent::Exited { exit_code, .. } => {
                 let message = format!("the sandbox's top process exited with code {exit_code}");
+                if mutants::active("overwrite-error") {
+                    self.change_if_exists(&id, |sb| {
+                        sb.status.get_or_insert_with(Default::default).set_phase(SandboxPhase::Provisioning);
+                        transitions::process_exited(sb, exit_code, &message)
+                    })?;
+                    return Ok(());
+                }
                 self.change_if_exists(&id, |sb| transitions::process_exited(sb, exit_code, &message))?;
             }
             DriverEvent::Failed { error, .. } => {
@@ -193,6 +204,9 @@ impl Lifecycle {
         environment.insert(env::SANDBOX_ID.into(), id.clone());
         environment.insert(env::ENDPOINT.into(), self.config.endpoint.clone());
         environment.insert(env::SANDBOX_TOKEN.into(), token);
+        if let Some(mutant) = mutants::selected() {
+            environment.insert(mutants::ENV.into(), mutant);
+        }
         if !spec.command.is_empty() {
             let main = serde_json::json!({ "version": 1, "command": spec.command, "tty": spec.tty });
             environment.insert(env::MAIN_PROCESS_SPEC.into(), main.to_string());
@@ -282,7 +296,7 @@ impl Lifecycle {
     pub fn authenticate(&self, token: Option<&str>, sandbox_id: &str) -> Result<()> {
         let token = token.ok_or(GatewayError::Unauthenticated)?;
         let row = self.lock().store.get(sandbox_id)?.ok_or_else(|| GatewayError::NotFound(sandbox_id.to_string()))?;
-        if auth::token_matches(token, &row.token_hash) {
+        if auth::token_matches(token, &row.token_hash) || mutants::active("foreign-token") {
             Ok(())
         } else {
             Err(GatewayError::PermissionDenied(sandbox_id.to_string()))
@@ -362,6 +376,9 @@ impl Lifecycle {
     }
 
     fn spawn_cleanup(&self, id: &str) {
+        if mutants::active("no-cleanup") {
+            return;
+        }
         let (driver, id) = (Arc::clone(&self.driver), id.to_string());
         tokio::spawn(async move {
             match driver.delete(&id).await {
