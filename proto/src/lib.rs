@@ -141,7 +141,10 @@ mod tests {
     #[test]
     fn hello_degraded_list_is_field_100() {
         let hello = v1::SupervisorHello {
-            degraded: vec![v1::DegradedSubsystem { subsystem: "netns".into(), ..Default::default() }],
+            degraded: vec![v1::DegradedSubsystem {
+                subsystem: "netns".into(),
+                ..Default::default()
+            }],
             ..Default::default()
         };
         // tag = (100 << 3) | 2 = 802 = varint [0xa2, 0x06]

@@ -43,7 +43,10 @@ pub enum DriverEvent {
     /// The sandbox's top process (the supervisor) ended with this code (signals as 128 + n).
     Exited { sandbox_id: String, exit_code: i32 },
     /// The backend failed the sandbox after `create` returned (e.g. a start that failed later).
-    Failed { sandbox_id: String, error: DriverError },
+    Failed {
+        sandbox_id: String,
+        error: DriverError,
+    },
     /// The backend resource disappeared without the gateway asking.
     Gone { sandbox_id: String },
     /// One line of the backend's output (stdout or stderr of the supervisor and its children).
@@ -129,7 +132,13 @@ mod tests {
     #[test]
     fn every_error_maps_to_a_contract_reason() {
         let cases = [
-            (DriverError::ImageNotFound { image: "i".into(), detail: "d".into() }, "ImageNotFound"),
+            (
+                DriverError::ImageNotFound {
+                    image: "i".into(),
+                    detail: "d".into(),
+                },
+                "ImageNotFound",
+            ),
             (DriverError::CreateFailed("x".into()), "BackendCreateFailed"),
             (DriverError::StartFailed("x".into()), "BackendStartFailed"),
             (DriverError::Unavailable("x".into()), "BackendUnavailable"),

@@ -26,7 +26,11 @@ pub fn hash_token(token: &str) -> Vec<u8> {
 pub fn token_matches(token: &str, stored: &[u8]) -> bool {
     let candidate = hash_token(token);
     candidate.len() == stored.len()
-        && candidate.iter().zip(stored).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        && candidate
+            .iter()
+            .zip(stored)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 /// The token of `authorization: Bearer <token>` metadata, if present and well formed.

@@ -46,12 +46,19 @@ impl WatchBus {
     /// Subscribes to a sandbox's future events.
     pub fn subscribe(&mut self, id: &str) -> broadcast::Receiver<BusEvent> {
         let topic = self.topics.entry(id.to_string()).or_default();
-        topic.sender.get_or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0).subscribe()
+        topic
+            .sender
+            .get_or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .subscribe()
     }
 
     /// Publishes a stored snapshot.
     pub fn publish(&mut self, sandbox: &Sandbox) {
-        let id = sandbox.metadata.as_ref().map(|m| m.id.clone()).unwrap_or_default();
+        let id = sandbox
+            .metadata
+            .as_ref()
+            .map(|m| m.id.clone())
+            .unwrap_or_default();
         self.send(&id, BusEvent::Snapshot(Arc::new(sandbox.clone())));
     }
 
@@ -68,8 +75,14 @@ impl WatchBus {
 
     /// The kept output of a sandbox, oldest first, at most `lines` (0: all kept).
     pub fn tail(&self, id: &str, lines: usize) -> Vec<Arc<SandboxLogLine>> {
-        let Some(topic) = self.topics.get(id) else { return Vec::new() };
-        let skip = if lines == 0 { 0 } else { topic.tail.len().saturating_sub(lines) };
+        let Some(topic) = self.topics.get(id) else {
+            return Vec::new();
+        };
+        let skip = if lines == 0 {
+            0
+        } else {
+            topic.tail.len().saturating_sub(lines)
+        };
         topic.tail.iter().skip(skip).cloned().collect()
     }
 
@@ -92,7 +105,10 @@ mod tests {
     use super::*;
 
     fn line(n: usize) -> SandboxLogLine {
-        SandboxLogLine { message: n.to_string(), ..Default::default() }
+        SandboxLogLine {
+            message: n.to_string(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -103,7 +119,10 @@ mod tests {
         }
         let tail = bus.tail("a", 0);
         assert_eq!(tail.len(), LOG_TAIL_LINES);
-        assert_eq!(tail.last().unwrap().message, (LOG_TAIL_LINES + 49).to_string());
+        assert_eq!(
+            tail.last().unwrap().message,
+            (LOG_TAIL_LINES + 49).to_string()
+        );
         assert_eq!(bus.tail("a", 3).len(), 3);
     }
 
@@ -114,6 +133,9 @@ mod tests {
         for n in 0..CHANNEL_CAPACITY + 1 {
             bus.log("a", line(n));
         }
-        assert!(matches!(rx.try_recv(), Err(broadcast::error::TryRecvError::Lagged(_))));
+        assert!(matches!(
+            rx.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(_))
+        ));
     }
 }

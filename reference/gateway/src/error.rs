@@ -57,11 +57,20 @@ mod tests {
     #[test]
     fn each_error_maps_to_its_grpc_code() {
         let cases = [
-            (GatewayError::InvalidArgument("x".into()), tonic::Code::InvalidArgument),
-            (GatewayError::AlreadyExists("x".into()), tonic::Code::AlreadyExists),
+            (
+                GatewayError::InvalidArgument("x".into()),
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                GatewayError::AlreadyExists("x".into()),
+                tonic::Code::AlreadyExists,
+            ),
             (GatewayError::NotFound("x".into()), tonic::Code::NotFound),
             (GatewayError::Unauthenticated, tonic::Code::Unauthenticated),
-            (GatewayError::PermissionDenied("x".into()), tonic::Code::PermissionDenied),
+            (
+                GatewayError::PermissionDenied("x".into()),
+                tonic::Code::PermissionDenied,
+            ),
         ];
         for (error, code) in cases {
             assert_eq!(tonic::Status::from(error).code(), code);

@@ -59,7 +59,9 @@ mod tests {
         let raw = "a\x1b[31mred\x07\x7f\u{9b}2J\u{85}\n\tend";
         let clean = sanitize(raw);
         assert_eq!(clean, "a\\x1b[31mred\\x07\\x7f\\u{9b}2J\\u{85}\n\tend");
-        assert!(!clean.chars().any(|c| c.is_control() && c != '\n' && c != '\t'));
+        assert!(!clean
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t'));
     }
 
     #[test]
@@ -69,7 +71,10 @@ mod tests {
         let clean = sanitize(&raw);
         assert!(clean.len() <= MAX_MESSAGE_BYTES, "{}", clean.len());
         assert!(clean.ends_with(TRUNCATION_MARKER));
-        assert!(clean.trim_end_matches(TRUNCATION_MARKER).chars().all(|c| c == 'é'));
+        assert!(clean
+            .trim_end_matches(TRUNCATION_MARKER)
+            .chars()
+            .all(|c| c == 'é'));
     }
 
     #[test]
@@ -81,6 +86,9 @@ mod tests {
 
     #[test]
     fn short_clean_messages_are_unchanged() {
-        assert_eq!(sanitize("policy: bad field `inference`"), "policy: bad field `inference`");
+        assert_eq!(
+            sanitize("policy: bad field `inference`"),
+            "policy: bad field `inference`"
+        );
     }
 }

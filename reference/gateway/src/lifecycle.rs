@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use openshell_driver::{ComputeDriver, DriverEvent, EventReceiver, SandboxRequest};
 use openshell_proto::datamodel::v1::ObjectMeta;
-use openshell_proto::v1::{CreateSandboxRequest, DegradedSubsystem, Sandbox, SandboxLogLine, SandboxPhase};
+use openshell_proto::v1::{
+    CreateSandboxRequest, DegradedSubsystem, Sandbox, SandboxLogLine, SandboxPhase,
+};
 use openshell_proto::{env, labels, reasons};
 use tokio::sync::broadcast;
 
@@ -62,7 +64,11 @@ impl Lifecycle {
     /// A core over `store` and `driver`. Call [`Lifecycle::start`] to recover and take events.
     pub fn new(store: Store, driver: Arc<dyn ComputeDriver>, config: CoreConfig) -> Arc<Lifecycle> {
         Arc::new(Lifecycle {
-            inner: Mutex::new(Inner { store, bus: WatchBus::default(), sessions: HashMap::new() }),
+            inner: Mutex::new(Inner {
+                store,
+                bus: WatchBus::default(),
+                sessions: HashMap::new(),
+            }),
             driver,
             config,
             next_session: AtomicU64::new(1),
@@ -82,7 +88,12 @@ impl Lifecycle {
     pub async fn start(self: &Arc<Self>, events: EventReceiver) -> Result<()> {
         let rows = self.lock().store.list()?;
         for row in rows {
-            let id = row.sandbox.metadata.as_ref().map(|m| m.id.clone()).unwrap_or_default();
+            let id = row
+                .sandbox
+                .metadata
+                .as_ref()
+                .map(|m| m.id.clone())
+                .unwrap_or_default();
             if is_terminal(&row.sandbox) {
                 self.spawn_cleanup(&id);
                 continue;
@@ -92,11 +103,17 @@ impl Lifecycle {
                 Ok(true) => {}
                 Ok(false) => {
                     self.change(&id, |sb| {
-                        transitions::backend_failed(sb, reasons::BACKEND_LOST, "the backend resource is gone (found at gateway start)")
+                        transitions::backend_failed(
+                            sb,
+                            reasons::BACKEND_LOST,
+                            "the backend resource is gone (found at gateway start)",
+                        )
                     })?;
                 }
                 Err(e) => {
-                    self.change(&id, |sb| transitions::backend_failed(sb, e.reason(), &e.to_string()))?;
+                    self.change(&id, |sb| {
+                        transitions::backend_failed(sb, e.reason(), &e.to_string())
+                    })?;
                 }
             }
         }
@@ -124,19 +141,29 @@ impl Lifecycle {
                 let message = format!("the sandbox's top process exited with code {exit_code}");
                 if mutants::active("overwrite-error") {
                     self.change_if_exists(&id, |sb| {
-                        sb.status.get_or_insert_with(Default::default).set_phase(SandboxPhase::Provisioning);
+                        sb.status
+                            .get_or_insert_with(Default::default)
+                            .set_phase(SandboxPhase::Provisioning);
                         transitions::process_exited(sb, exit_code, &message)
                     })?;
                     return Ok(());
                 }
-                self.change_if_exists(&id, |sb| transitions::process_exited(sb, exit_code, &message))?;
+                self.change_if_exists(&id, |sb| {
+                    transitions::process_exited(sb, exit_code, &message)
+                })?;
             }
             DriverEvent::Failed { error, .. } => {
-                self.change_if_exists(&id, |sb| transitions::backend_failed(sb, error.reason(), &error.to_string()))?;
+                self.change_if_exists(&id, |sb| {
+                    transitions::backend_failed(sb, error.reason(), &error.to_string())
+                })?;
             }
             DriverEvent::Gone { .. } => {
                 self.change_if_exists(&id, |sb| {
-                    transitions::backend_failed(sb, reasons::BACKEND_LOST, "the backend resource disappeared")
+                    transitions::backend_failed(
+                        sb,
+                        reasons::BACKEND_LOST,
+                        "the backend resource disappeared",
+                    )
                 })?;
             }
             DriverEvent::Output { line, .. } => {
@@ -161,18 +188,26 @@ impl Lifecycle {
 
     /// Validates and stores a new sandbox, then asks the driver to start it (in the background).
     pub fn create(self: &Arc<Self>, request: CreateSandboxRequest) -> Result<Sandbox> {
-        let spec = request.spec.ok_or_else(|| GatewayError::InvalidArgument("`spec` is required".into()))?;
+        let spec = request
+            .spec
+            .ok_or_else(|| GatewayError::InvalidArgument("`spec` is required".into()))?;
         let template = spec.template.clone().unwrap_or_default();
         if template.image.trim().is_empty() {
             return Err(GatewayError::InvalidArgument(
                 "spec.template.image is required, e.g. openshell-fixture/good:<hash>".into(),
             ));
         }
-        let name = if request.name.is_empty() { generated_name() } else { request.name.clone() };
+        let name = if request.name.is_empty() {
+            generated_name()
+        } else {
+            request.name.clone()
+        };
         validate_name(&name)?;
         for key in spec.environment.keys().chain(template.environment.keys()) {
             if RESERVED_ENV.contains(&key.as_str()) {
-                return Err(GatewayError::InvalidArgument(format!("environment variable {key} is set by the gateway")));
+                return Err(GatewayError::InvalidArgument(format!(
+                    "environment variable {key} is set by the gateway"
+                )));
             }
         }
         let id = uuid::Uuid::new_v4().to_string();
@@ -196,10 +231,14 @@ impl Lifecycle {
             if inner.store.get_by_name(&name)?.is_some() {
                 return Err(GatewayError::AlreadyExists(name));
             }
-            inner.store.insert(&Row { sandbox: sandbox.clone(), token_hash: auth::hash_token(&token) })?;
+            inner.store.insert(&Row {
+                sandbox: sandbox.clone(),
+                token_hash: auth::hash_token(&token),
+            })?;
             inner.bus.publish(&sandbox);
         }
-        let mut environment: BTreeMap<String, String> = template.environment.clone().into_iter().collect();
+        let mut environment: BTreeMap<String, String> =
+            template.environment.clone().into_iter().collect();
         environment.extend(spec.environment.clone());
         environment.insert(env::SANDBOX_ID.into(), id.clone());
         environment.insert(env::ENDPOINT.into(), self.config.endpoint.clone());
@@ -208,7 +247,8 @@ impl Lifecycle {
             environment.insert(mutants::ENV.into(), mutant);
         }
         if !spec.command.is_empty() {
-            let main = serde_json::json!({ "version": 1, "command": spec.command, "tty": spec.tty });
+            let main =
+                serde_json::json!({ "version": 1, "command": spec.command, "tty": spec.tty });
             environment.insert(env::MAIN_PROCESS_SPEC.into(), main.to_string());
         }
         let mut backend_labels = BTreeMap::from([(labels::SANDBOX_ID.to_string(), id.clone())]);
@@ -228,7 +268,9 @@ impl Lifecycle {
         tokio::spawn(async move {
             if let Err(error) = core.driver.create(driver_request).await {
                 tracing::warn!(%id, %error, "driver create failed");
-                let applied = core.change_if_exists(&id, |sb| transitions::backend_failed(sb, error.reason(), &error.to_string()));
+                let applied = core.change_if_exists(&id, |sb| {
+                    transitions::backend_failed(sb, error.reason(), &error.to_string())
+                });
                 if let Err(e) = applied {
                     tracing::error!(%id, error = %e, "could not store the driver failure");
                 }
@@ -251,14 +293,22 @@ impl Lifecycle {
             wanted.iter().all(|(k, v)| have.get(k) == Some(v))
         });
         let page = matching.skip(offset as usize);
-        Ok(if limit == 0 { page.collect() } else { page.take(limit as usize).collect() })
+        Ok(if limit == 0 {
+            page.collect()
+        } else {
+            page.take(limit as usize).collect()
+        })
     }
 
     /// Marks the sandbox Deleting, removes its backend resources, then forgets it.
     pub async fn delete(&self, name: &str) -> Result<bool> {
         let id = {
             let inner = self.lock();
-            self.find(&inner, name)?.sandbox.metadata.expect("records carry metadata").id
+            self.find(&inner, name)?
+                .sandbox
+                .metadata
+                .expect("records carry metadata")
+                .id
         };
         self.change(&id, transitions::deleting)?;
         if let Err(e) = self.driver.delete(&id).await {
@@ -278,10 +328,19 @@ impl Lifecycle {
     pub fn subscribe(&self, name_or_id: &str, log_tail_lines: usize) -> Result<Subscription> {
         let mut inner = self.lock();
         let snapshot = self.find(&inner, name_or_id)?.sandbox;
-        let id = snapshot.metadata.as_ref().expect("records carry metadata").id.clone();
+        let id = snapshot
+            .metadata
+            .as_ref()
+            .expect("records carry metadata")
+            .id
+            .clone();
         let tail = inner.bus.tail(&id, log_tail_lines);
         let events = inner.bus.subscribe(&id);
-        Ok(Subscription { snapshot, tail, events })
+        Ok(Subscription {
+            snapshot,
+            tail,
+            events,
+        })
     }
 
     /// Every stored version of a sandbox (what a watch stream must equal).
@@ -295,7 +354,11 @@ impl Lifecycle {
     /// unknown or deleted sandbox → NotFound; another sandbox's token → PermissionDenied.
     pub fn authenticate(&self, token: Option<&str>, sandbox_id: &str) -> Result<()> {
         let token = token.ok_or(GatewayError::Unauthenticated)?;
-        let row = self.lock().store.get(sandbox_id)?.ok_or_else(|| GatewayError::NotFound(sandbox_id.to_string()))?;
+        let row = self
+            .lock()
+            .store
+            .get(sandbox_id)?
+            .ok_or_else(|| GatewayError::NotFound(sandbox_id.to_string()))?;
         if auth::token_matches(token, &row.token_hash) || mutants::active("foreign-token") {
             Ok(())
         } else {
@@ -305,28 +368,45 @@ impl Lifecycle {
 
     /// A fatal startup error (seed 000): stored and published before this returns; cleanup after.
     pub fn supervisor_error(&self, sandbox_id: &str, stage: &str, message: &str) -> Result<()> {
-        self.change(sandbox_id, |sb| transitions::supervisor_error(sb, stage, message))?;
+        self.change(sandbox_id, |sb| {
+            transitions::supervisor_error(sb, stage, message)
+        })?;
         Ok(())
     }
 
     /// The main process ended.
     pub fn main_process_exited(&self, sandbox_id: &str, exit_code: i32) -> Result<()> {
         let message = format!("the main process exited with code {exit_code}");
-        self.change(sandbox_id, |sb| transitions::process_exited(sb, exit_code, &message))?;
+        self.change(sandbox_id, |sb| {
+            transitions::process_exited(sb, exit_code, &message)
+        })?;
         Ok(())
     }
 
     /// Registers a supervisor session; it supersedes any older one. Fails for a terminal sandbox.
-    pub fn session_opened(&self, sandbox_id: &str, instance_id: &str, degraded: &[DegradedSubsystem]) -> Result<u64> {
+    pub fn session_opened(
+        &self,
+        sandbox_id: &str,
+        instance_id: &str,
+        degraded: &[DegradedSubsystem],
+    ) -> Result<u64> {
         let session = self.next_session.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.lock();
-        let row = inner.store.get(sandbox_id)?.ok_or_else(|| GatewayError::NotFound(sandbox_id.to_string()))?;
+        let row = inner
+            .store
+            .get(sandbox_id)?
+            .ok_or_else(|| GatewayError::NotFound(sandbox_id.to_string()))?;
         if is_terminal(&row.sandbox) {
             let phase = transitions::phase(&row.sandbox);
-            return Err(GatewayError::FailedPrecondition(format!("sandbox is {}; no session accepted", phase.as_str_name())));
+            return Err(GatewayError::FailedPrecondition(format!(
+                "sandbox is {}; no session accepted",
+                phase.as_str_name()
+            )));
         }
         inner.sessions.insert(sandbox_id.to_string(), session);
-        self.apply(&mut inner, row.sandbox, |sb| transitions::session_connected(sb, instance_id, degraded))?;
+        self.apply(&mut inner, row.sandbox, |sb| {
+            transitions::session_connected(sb, instance_id, degraded)
+        })?;
         Ok(session)
     }
 
@@ -347,11 +427,18 @@ impl Lifecycle {
 
     fn change(&self, id: &str, f: impl FnOnce(&mut Sandbox) -> bool) -> Result<Option<Sandbox>> {
         let mut inner = self.lock();
-        let row = inner.store.get(id)?.ok_or_else(|| GatewayError::NotFound(id.to_string()))?;
+        let row = inner
+            .store
+            .get(id)?
+            .ok_or_else(|| GatewayError::NotFound(id.to_string()))?;
         self.apply(&mut inner, row.sandbox, f)
     }
 
-    fn change_if_exists(&self, id: &str, f: impl FnOnce(&mut Sandbox) -> bool) -> Result<Option<Sandbox>> {
+    fn change_if_exists(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Sandbox) -> bool,
+    ) -> Result<Option<Sandbox>> {
         match self.change(id, f) {
             Err(GatewayError::NotFound(_)) => Ok(None),
             other => other,
@@ -359,7 +446,12 @@ impl Lifecycle {
     }
 
     /// Computes, stores and publishes one change; spawns cleanup when it entered Error.
-    fn apply(&self, inner: &mut Inner, mut sandbox: Sandbox, f: impl FnOnce(&mut Sandbox) -> bool) -> Result<Option<Sandbox>> {
+    fn apply(
+        &self,
+        inner: &mut Inner,
+        mut sandbox: Sandbox,
+        f: impl FnOnce(&mut Sandbox) -> bool,
+    ) -> Result<Option<Sandbox>> {
         let was_error = transitions::phase(&sandbox) == SandboxPhase::Error;
         if !f(&mut sandbox) {
             return Ok(None);
@@ -382,8 +474,12 @@ impl Lifecycle {
         let (driver, id) = (Arc::clone(&self.driver), id.to_string());
         tokio::spawn(async move {
             match driver.delete(&id).await {
-                Ok(removed) => tracing::info!(%id, removed, "backend resources of failed sandbox cleaned up"),
-                Err(e) => tracing::warn!(%id, error = %e, "cleanup of failed sandbox did not finish"),
+                Ok(removed) => {
+                    tracing::info!(%id, removed, "backend resources of failed sandbox cleaned up")
+                }
+                Err(e) => {
+                    tracing::warn!(%id, error = %e, "cleanup of failed sandbox did not finish")
+                }
             }
         });
     }
@@ -392,23 +488,35 @@ impl Lifecycle {
         if let Some(row) = inner.store.get_by_name(name_or_id)? {
             return Ok(row);
         }
-        inner.store.get(name_or_id)?.ok_or_else(|| GatewayError::NotFound(name_or_id.to_string()))
+        inner
+            .store
+            .get(name_or_id)?
+            .ok_or_else(|| GatewayError::NotFound(name_or_id.to_string()))
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock is a bug; the data is still consistent (SQLite
         // transactions), so keep serving rather than poisoning every later request.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 /// Variables the gateway sets itself; a spec may not set them.
-const RESERVED_ENV: &[&str] = &[env::SANDBOX_ID, env::ENDPOINT, env::SANDBOX_TOKEN, env::MAIN_PROCESS_SPEC];
+const RESERVED_ENV: &[&str] = &[
+    env::SANDBOX_ID,
+    env::ENDPOINT,
+    env::SANDBOX_TOKEN,
+    env::MAIN_PROCESS_SPEC,
+];
 
 fn validate_name(name: &str) -> Result<()> {
     let valid = name.len() <= 63
         && !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-');
     if valid {
@@ -421,7 +529,10 @@ fn validate_name(name: &str) -> Result<()> {
 }
 
 fn generated_name() -> String {
-    format!("sandbox-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    format!(
+        "sandbox-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 fn parse_selector(selector: &str) -> Result<Vec<(String, String)>> {
@@ -431,7 +542,11 @@ fn parse_selector(selector: &str) -> Result<Vec<(String, String)>> {
         .map(|pair| {
             pair.split_once('=')
                 .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .ok_or_else(|| GatewayError::InvalidArgument(format!("label selector {pair:?} is not key=value")))
+                .ok_or_else(|| {
+                    GatewayError::InvalidArgument(format!(
+                        "label selector {pair:?} is not key=value"
+                    ))
+                })
         })
         .collect()
 }
@@ -452,7 +567,15 @@ mod tests {
         for ok in ["a", "good-1", &"x".repeat(63)] {
             validate_name(ok).unwrap();
         }
-        for bad in ["", "-a", "a-", "Upper", "under_score", &"x".repeat(64), "a.b"] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "Upper",
+            "under_score",
+            &"x".repeat(64),
+            "a.b",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
         validate_name(&generated_name()).unwrap();

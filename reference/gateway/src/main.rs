@@ -74,26 +74,39 @@ async fn build_driver(args: &Args, events: EventSender) -> anyhow::Result<Arc<dy
     Ok(match args.driver {
         DriverKind::Process => {
             let catalog = openshell_fixtures::Catalog::load(
-                &args.fixtures.clone().unwrap_or_else(openshell_fixtures::default_dir),
+                &args
+                    .fixtures
+                    .clone()
+                    .unwrap_or_else(openshell_fixtures::default_dir),
             )?;
             let inputs = openshell_fixtures::Inputs {
-                supervisor: args.supervisor.clone().map_or_else(|| sibling("openshell-supervisor"), Ok)?,
+                supervisor: args
+                    .supervisor
+                    .clone()
+                    .map_or_else(|| sibling("openshell-supervisor"), Ok)?,
                 busybox: args.busybox.clone(),
-                probe: args.probe.clone().map_or_else(|| sibling("openshell-probe"), Ok)?,
+                probe: args
+                    .probe
+                    .clone()
+                    .map_or_else(|| sibling("openshell-probe"), Ok)?,
             };
             let config = openshell_driver_process::ProcessConfig {
                 state_dir: args.state_dir.clone(),
                 catalog,
                 inputs,
             };
-            Arc::new(openshell_driver_process::ProcessDriver::new(config, events)?)
+            Arc::new(openshell_driver_process::ProcessDriver::new(
+                config, events,
+            )?)
         }
         DriverKind::Docker => {
             let config = openshell_driver_docker::DockerConfig {
                 docker_host: args.docker_host.clone(),
                 default_runtime: args.docker_runtime.clone(),
             };
-            Arc::new(openshell_driver_docker::DockerDriver::connect(config, events)?)
+            Arc::new(openshell_driver_docker::DockerDriver::connect(
+                config, events,
+            )?)
         }
     })
 }
@@ -102,7 +115,8 @@ async fn build_driver(args: &Args, events: EventSender) -> anyhow::Result<Arc<dy
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OPENSHELL_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("OPENSHELL_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -110,21 +124,44 @@ async fn main() -> anyhow::Result<()> {
     if args.heartbeat_secs == 0 {
         bail!("--heartbeat-secs must be at least 1");
     }
-    std::fs::create_dir_all(&args.state_dir)
-        .with_context(|| format!("cannot create the state directory {}", args.state_dir.display()))?;
-    let db = args.db.clone().unwrap_or_else(|| args.state_dir.join("gateway.db").to_string_lossy().into_owned());
+    std::fs::create_dir_all(&args.state_dir).with_context(|| {
+        format!(
+            "cannot create the state directory {}",
+            args.state_dir.display()
+        )
+    })?;
+    let db = args.db.clone().unwrap_or_else(|| {
+        args.state_dir
+            .join("gateway.db")
+            .to_string_lossy()
+            .into_owned()
+    });
     let store = Store::open(&db).with_context(|| format!("cannot open the store {db}"))?;
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let endpoint = args.endpoint.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let endpoint = args
+        .endpoint
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
 
     let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
-    let driver = build_driver(&args, events).await.context("cannot start the compute driver")?;
-    let core = Lifecycle::new(store, driver, CoreConfig { endpoint, heartbeat_secs: args.heartbeat_secs });
-    core.start(receiver).await.context("cannot recover stored sandboxes")?;
+    let driver = build_driver(&args, events)
+        .await
+        .context("cannot start the compute driver")?;
+    let core = Lifecycle::new(
+        store,
+        driver,
+        CoreConfig {
+            endpoint,
+            heartbeat_secs: args.heartbeat_secs,
+        },
+    );
+    core.start(receiver)
+        .await
+        .context("cannot recover stored sandboxes")?;
 
     println!("openshell-gateway listening on {addr}");
     use std::io::Write;

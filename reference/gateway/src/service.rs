@@ -10,10 +10,11 @@ use std::time::Duration;
 use futures::Stream;
 use openshell_proto::v1::open_shell_server::OpenShell;
 use openshell_proto::v1::{
-    gateway_message, sandbox_stream_event, supervisor_message, CreateSandboxRequest, DeleteSandboxRequest,
-    DeleteSandboxResponse, GatewayMessage, GetSandboxRequest, ListSandboxesRequest, ListSandboxesResponse,
-    ReportMainProcessExitRequest, ReportMainProcessExitResponse, ReportSupervisorErrorRequest,
-    ReportSupervisorErrorResponse, SandboxPhase, SandboxResponse, SandboxStreamEvent, SessionAccepted, SessionRejected,
+    gateway_message, sandbox_stream_event, supervisor_message, CreateSandboxRequest,
+    DeleteSandboxRequest, DeleteSandboxResponse, GatewayMessage, GetSandboxRequest,
+    ListSandboxesRequest, ListSandboxesResponse, ReportMainProcessExitRequest,
+    ReportMainProcessExitResponse, ReportSupervisorErrorRequest, ReportSupervisorErrorResponse,
+    SandboxPhase, SandboxResponse, SandboxStreamEvent, SessionAccepted, SessionRejected,
     SupervisorMessage, SupervisorStartupStage, WatchSandboxRequest,
 };
 use tokio::sync::{broadcast, mpsc};
@@ -50,14 +51,24 @@ fn ends_watch(sandbox: &openshell_proto::v1::Sandbox) -> bool {
 
 #[tonic::async_trait]
 impl OpenShell for GatewayService {
-    async fn create_sandbox(&self, request: Request<CreateSandboxRequest>) -> Result<Response<SandboxResponse>, Status> {
+    async fn create_sandbox(
+        &self,
+        request: Request<CreateSandboxRequest>,
+    ) -> Result<Response<SandboxResponse>, Status> {
         let sandbox = self.core.create(request.into_inner())?;
-        Ok(Response::new(SandboxResponse { sandbox: Some(sandbox) }))
+        Ok(Response::new(SandboxResponse {
+            sandbox: Some(sandbox),
+        }))
     }
 
-    async fn get_sandbox(&self, request: Request<GetSandboxRequest>) -> Result<Response<SandboxResponse>, Status> {
+    async fn get_sandbox(
+        &self,
+        request: Request<GetSandboxRequest>,
+    ) -> Result<Response<SandboxResponse>, Status> {
         let sandbox = self.core.get(&request.into_inner().name)?;
-        Ok(Response::new(SandboxResponse { sandbox: Some(sandbox) }))
+        Ok(Response::new(SandboxResponse {
+            sandbox: Some(sandbox),
+        }))
     }
 
     async fn list_sandboxes(
@@ -85,7 +96,8 @@ impl OpenShell for GatewayService {
     ) -> Result<Response<Self::WatchSandboxStream>, Status> {
         let r = request.into_inner();
         let sub = self.core.subscribe(&r.id, r.log_tail_lines as usize)?;
-        let (follow_status, follow_logs, stop) = (r.follow_status, r.follow_logs, r.stop_on_terminal);
+        let (follow_status, follow_logs, stop) =
+            (r.follow_status, r.follow_logs, r.stop_on_terminal);
         let stream = async_stream::try_stream! {
             use sandbox_stream_event::Payload;
             let mut events = sub.events;
@@ -137,25 +149,48 @@ impl OpenShell for GatewayService {
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
-            .map_err(|_| Status::deadline_exceeded("no hello within 10 s of opening the session"))??;
+            .map_err(|_| {
+                Status::deadline_exceeded("no hello within 10 s of opening the session")
+            })??;
         let hello = match first.and_then(|m| m.payload) {
             Some(supervisor_message::Payload::Hello(hello)) => hello,
-            _ => return Err(Status::invalid_argument("the first session message must be a hello")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first session message must be a hello",
+                ))
+            }
         };
         self.core.authenticate(Some(&token), &hello.sandbox_id)?;
         let (tx, rx) = mpsc::channel(16);
-        match self.core.session_opened(&hello.sandbox_id, &hello.instance_id, &hello.degraded) {
+        match self
+            .core
+            .session_opened(&hello.sandbox_id, &hello.instance_id, &hello.degraded)
+        {
             Ok(session) => {
                 let accepted = SessionAccepted {
                     session_id: session.to_string(),
                     heartbeat_interval_secs: self.core.heartbeat_secs(),
                 };
-                let _ = tx.send(Ok(GatewayMessage { payload: Some(gateway_message::Payload::SessionAccepted(accepted)) })).await;
-                tokio::spawn(session::run(Arc::clone(&self.core), hello.sandbox_id, session, inbound, tx));
+                let _ = tx
+                    .send(Ok(GatewayMessage {
+                        payload: Some(gateway_message::Payload::SessionAccepted(accepted)),
+                    }))
+                    .await;
+                tokio::spawn(session::run(
+                    Arc::clone(&self.core),
+                    hello.sandbox_id,
+                    session,
+                    inbound,
+                    tx,
+                ));
             }
             Err(GatewayError::FailedPrecondition(reason)) => {
                 let rejected = SessionRejected { reason };
-                let _ = tx.send(Ok(GatewayMessage { payload: Some(gateway_message::Payload::SessionRejected(rejected)) })).await;
+                let _ = tx
+                    .send(Ok(GatewayMessage {
+                        payload: Some(gateway_message::Payload::SessionRejected(rejected)),
+                    }))
+                    .await;
             }
             Err(e) => return Err(e.into()),
         }
@@ -180,8 +215,13 @@ impl OpenShell for GatewayService {
         let token = bearer_token(request.metadata());
         let r = request.into_inner();
         self.core.authenticate(token.as_deref(), &r.sandbox_id)?;
-        let stage = SupervisorStartupStage::try_from(r.stage).unwrap_or(SupervisorStartupStage::Unspecified);
-        self.core.supervisor_error(&r.sandbox_id, openshell_proto::stage_name(stage), &r.message)?;
+        let stage = SupervisorStartupStage::try_from(r.stage)
+            .unwrap_or(SupervisorStartupStage::Unspecified);
+        self.core.supervisor_error(
+            &r.sandbox_id,
+            openshell_proto::stage_name(stage),
+            &r.message,
+        )?;
         Ok(Response::new(ReportSupervisorErrorResponse {}))
     }
 }

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openshell_proto::v1::{gateway_message, supervisor_message, GatewayHeartbeat, GatewayMessage, SupervisorMessage};
+use openshell_proto::v1::{
+    gateway_message, supervisor_message, GatewayHeartbeat, GatewayMessage, SupervisorMessage,
+};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::{Status, Streaming};

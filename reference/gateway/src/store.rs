@@ -72,11 +72,20 @@ impl Store {
 
     /// Inserts a new sandbox. Fails on a duplicate id or name.
     pub fn insert(&mut self, row: &Row) -> Result<()> {
-        let meta = row.sandbox.metadata.as_ref().expect("records always carry metadata");
+        let meta = row
+            .sandbox
+            .metadata
+            .as_ref()
+            .expect("records always carry metadata");
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO sandboxes (id, name, token_hash, record) VALUES (?1, ?2, ?3, ?4)",
-            params![meta.id, meta.name, row.token_hash, row.sandbox.encode_to_vec()],
+            params![
+                meta.id,
+                meta.name,
+                row.token_hash,
+                row.sandbox.encode_to_vec()
+            ],
         )?;
         append_history(&tx, &row.sandbox)?;
         tx.commit()?;
@@ -85,7 +94,10 @@ impl Store {
 
     /// Replaces a sandbox's record (its resource version already raised by the caller).
     pub fn update(&mut self, sandbox: &Sandbox) -> Result<()> {
-        let meta = sandbox.metadata.as_ref().expect("records always carry metadata");
+        let meta = sandbox
+            .metadata
+            .as_ref()
+            .expect("records always carry metadata");
         let tx = self.conn.transaction()?;
         tx.execute(
             "UPDATE sandboxes SET record = ?2 WHERE id = ?1",
@@ -107,30 +119,54 @@ impl Store {
 
     /// The sandbox with this id.
     pub fn get(&self, id: &str) -> Result<Option<Row>> {
-        self.query_one("SELECT id, token_hash, record FROM sandboxes WHERE id = ?1", id)
+        self.query_one(
+            "SELECT id, token_hash, record FROM sandboxes WHERE id = ?1",
+            id,
+        )
     }
 
     /// The sandbox with this name.
     pub fn get_by_name(&self, name: &str) -> Result<Option<Row>> {
-        self.query_one("SELECT id, token_hash, record FROM sandboxes WHERE name = ?1", name)
+        self.query_one(
+            "SELECT id, token_hash, record FROM sandboxes WHERE name = ?1",
+            name,
+        )
     }
 
     /// Every sandbox, oldest first.
     pub fn list(&self) -> Result<Vec<Row>> {
-        let mut stmt = self.conn.prepare("SELECT id, token_hash, record FROM sandboxes ORDER BY rowid")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, token_hash, record FROM sandboxes ORDER BY rowid")?;
         let raw = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Vec<u8>>(2)?)))?
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        raw.into_iter().map(|(id, hash, record)| decode(id, hash, &record)).collect()
+        raw.into_iter()
+            .map(|(id, hash, record)| decode(id, hash, &record))
+            .collect()
     }
 
     /// Every stored version of a sandbox, in resource-version order.
     pub fn history(&self, id: &str) -> Result<Vec<Sandbox>> {
-        let mut stmt =
-            self.conn.prepare("SELECT record FROM history WHERE sandbox_id = ?1 ORDER BY resource_version")?;
-        let raw = stmt.query_map(params![id], |r| r.get::<_, Vec<u8>>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut stmt = self.conn.prepare(
+            "SELECT record FROM history WHERE sandbox_id = ?1 ORDER BY resource_version",
+        )?;
+        let raw = stmt
+            .query_map(params![id], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         raw.iter()
-            .map(|b| Sandbox::decode(b.as_slice()).map_err(|source| StoreError::Corrupt { id: id.to_string(), source }))
+            .map(|b| {
+                Sandbox::decode(b.as_slice()).map_err(|source| StoreError::Corrupt {
+                    id: id.to_string(),
+                    source,
+                })
+            })
             .collect()
     }
 
@@ -138,25 +174,40 @@ impl Store {
         let raw = self
             .conn
             .query_row(sql, params![key], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Vec<u8>>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
             })
             .optional()?;
-        raw.map(|(id, hash, record)| decode(id, hash, &record)).transpose()
+        raw.map(|(id, hash, record)| decode(id, hash, &record))
+            .transpose()
     }
 }
 
 fn append_history(tx: &rusqlite::Transaction<'_>, sandbox: &Sandbox) -> Result<()> {
-    let meta = sandbox.metadata.as_ref().expect("records always carry metadata");
+    let meta = sandbox
+        .metadata
+        .as_ref()
+        .expect("records always carry metadata");
     tx.execute(
         "INSERT INTO history (sandbox_id, resource_version, record) VALUES (?1, ?2, ?3)",
-        params![meta.id, meta.resource_version as i64, sandbox.encode_to_vec()],
+        params![
+            meta.id,
+            meta.resource_version as i64,
+            sandbox.encode_to_vec()
+        ],
     )?;
     Ok(())
 }
 
 fn decode(id: String, token_hash: Vec<u8>, record: &[u8]) -> Result<Row> {
     let sandbox = Sandbox::decode(record).map_err(|source| StoreError::Corrupt { id, source })?;
-    Ok(Row { sandbox, token_hash })
+    Ok(Row {
+        sandbox,
+        token_hash,
+    })
 }
 
 #[cfg(test)]

@@ -9,14 +9,20 @@
 //!   them ([`is_terminal`] guards every transition).
 //! - Driver observations never promote and never demote Ready; they can only fail a sandbox.
 
-use openshell_proto::v1::{DegradedSubsystem, Sandbox, SandboxCondition, SandboxPhase, SandboxStatus};
+use openshell_proto::v1::{
+    DegradedSubsystem, Sandbox, SandboxCondition, SandboxPhase, SandboxStatus,
+};
 use openshell_proto::{conditions, reasons};
 
 use crate::hygiene::sanitize;
 
 /// The phase of a record.
 pub fn phase(sandbox: &Sandbox) -> SandboxPhase {
-    sandbox.status.as_ref().map(|s| s.phase()).unwrap_or(SandboxPhase::Unspecified)
+    sandbox
+        .status
+        .as_ref()
+        .map(|s| s.phase())
+        .unwrap_or(SandboxPhase::Unspecified)
 }
 
 /// Error and Deleting: no event moves a record out of them.
@@ -26,14 +32,27 @@ pub fn is_terminal(sandbox: &Sandbox) -> bool {
 
 /// The status of a new record: Provisioning, `Ready=False reason=Starting`.
 pub fn initial_status(name: &str) -> SandboxStatus {
-    let mut status = SandboxStatus { sandbox_name: name.to_string(), ..Default::default() };
+    let mut status = SandboxStatus {
+        sandbox_name: name.to_string(),
+        ..Default::default()
+    };
     status.set_phase(SandboxPhase::Provisioning);
-    set_condition(&mut status, conditions::READY, false, reasons::STARTING, "waiting for the supervisor session");
+    set_condition(
+        &mut status,
+        conditions::READY,
+        false,
+        reasons::STARTING,
+        "waiting for the supervisor session",
+    );
     status
 }
 
 /// A supervisor session registered: Ready, with the degraded subsystems it declared.
-pub fn session_connected(sandbox: &mut Sandbox, instance_id: &str, degraded: &[DegradedSubsystem]) -> bool {
+pub fn session_connected(
+    sandbox: &mut Sandbox,
+    instance_id: &str,
+    degraded: &[DegradedSubsystem],
+) -> bool {
     if is_terminal(sandbox) {
         return false;
     }
@@ -41,12 +60,26 @@ pub fn session_connected(sandbox: &mut Sandbox, instance_id: &str, degraded: &[D
     let status = status_mut(sandbox);
     status.set_phase(SandboxPhase::Ready);
     status.main_process_instance_id = instance_id.to_string();
-    set_condition(status, conditions::READY, true, reasons::SUPERVISOR_CONNECTED, "supervisor session connected");
+    set_condition(
+        status,
+        conditions::READY,
+        true,
+        reasons::SUPERVISOR_CONNECTED,
+        "supervisor session connected",
+    );
     if degraded.is_empty() {
-        status.conditions.retain(|c| c.r#type != conditions::ENFORCEMENT_DEGRADED);
+        status
+            .conditions
+            .retain(|c| c.r#type != conditions::ENFORCEMENT_DEGRADED);
     } else {
         let message = degraded_message(degraded);
-        set_condition(status, conditions::ENFORCEMENT_DEGRADED, true, reasons::ENFORCEMENT_DEGRADED, &message);
+        set_condition(
+            status,
+            conditions::ENFORCEMENT_DEGRADED,
+            true,
+            reasons::ENFORCEMENT_DEGRADED,
+            &message,
+        );
     }
     *sandbox != before
 }
@@ -58,7 +91,13 @@ pub fn session_ended(sandbox: &mut Sandbox) -> bool {
     }
     let status = status_mut(sandbox);
     status.set_phase(SandboxPhase::Provisioning);
-    set_condition(status, conditions::READY, false, reasons::SUPERVISOR_DISCONNECTED, "supervisor session ended");
+    set_condition(
+        status,
+        conditions::READY,
+        false,
+        reasons::SUPERVISOR_DISCONNECTED,
+        "supervisor session ended",
+    );
     true
 }
 
@@ -81,7 +120,12 @@ pub fn gateway_restarted(sandbox: &mut Sandbox) -> bool {
 
 /// The supervisor reported a fatal startup error (seed 000).
 pub fn supervisor_error(sandbox: &mut Sandbox, stage: &str, message: &str) -> bool {
-    fail(sandbox, reasons::SUPERVISOR_ERROR, &format!("{stage}: {message}"), None)
+    fail(
+        sandbox,
+        reasons::SUPERVISOR_ERROR,
+        &format!("{stage}: {message}"),
+        None,
+    )
 }
 
 /// The main process ended, reported by the supervisor or seen by the driver, whichever first.
@@ -101,7 +145,13 @@ pub fn deleting(sandbox: &mut Sandbox) -> bool {
     }
     let status = status_mut(sandbox);
     status.set_phase(SandboxPhase::Deleting);
-    set_condition(status, conditions::READY, false, "Deleting", "sandbox is being deleted");
+    set_condition(
+        status,
+        conditions::READY,
+        false,
+        "Deleting",
+        "sandbox is being deleted",
+    );
     true
 }
 
@@ -134,7 +184,11 @@ fn status_mut(sandbox: &mut Sandbox) -> &mut SandboxStatus {
 
 /// Sets (or replaces) the condition of `kind`; the transition time changes only with the status.
 fn set_condition(status: &mut SandboxStatus, kind: &str, value: bool, reason: &str, message: &str) {
-    let value = if value { conditions::TRUE } else { conditions::FALSE };
+    let value = if value {
+        conditions::TRUE
+    } else {
+        conditions::FALSE
+    };
     let message = sanitize(message);
     let now = now_rfc3339();
     match status.conditions.iter_mut().find(|c| c.r#type == kind) {
@@ -173,12 +227,22 @@ fn now_rfc3339() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// The `Ready` condition of a record.
 pub fn ready_condition(sandbox: &Sandbox) -> Option<&SandboxCondition> {
-    sandbox.status.as_ref()?.conditions.iter().find(|c| c.r#type == conditions::READY)
+    sandbox
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.r#type == conditions::READY)
 }
 
 #[cfg(test)]
@@ -186,7 +250,10 @@ mod tests {
     use super::*;
 
     fn provisioning() -> Sandbox {
-        Sandbox { status: Some(initial_status("s")), ..Default::default() }
+        Sandbox {
+            status: Some(initial_status("s")),
+            ..Default::default()
+        }
     }
 
     fn ready_reason(sb: &Sandbox) -> (&str, &str) {
@@ -209,7 +276,10 @@ mod tests {
     fn re_register_is_idempotent() {
         let mut sb = provisioning();
         assert!(session_connected(&mut sb, "i1", &[]));
-        assert!(!session_connected(&mut sb, "i1", &[]), "same session facts change nothing");
+        assert!(
+            !session_connected(&mut sb, "i1", &[]),
+            "same session facts change nothing"
+        );
     }
 
     #[test]
@@ -224,7 +294,10 @@ mod tests {
         assert!(!supervisor_error(&mut sb, "netns", "second report"));
         assert!(!gateway_restarted(&mut sb));
         assert_eq!(sb, frozen);
-        assert_eq!(ready_condition(&sb).unwrap().message, "policy: bad field `inference`");
+        assert_eq!(
+            ready_condition(&sb).unwrap().message,
+            "policy: bad field `inference`"
+        );
     }
 
     #[test]
@@ -241,7 +314,11 @@ mod tests {
     fn any_exit_is_error_with_the_code() {
         let mut sb = provisioning();
         session_connected(&mut sb, "i", &[]);
-        assert!(process_exited(&mut sb, 0, "main process exited with code 0"));
+        assert!(process_exited(
+            &mut sb,
+            0,
+            "main process exited with code 0"
+        ));
         assert_eq!(phase(&sb), SandboxPhase::Error);
         assert_eq!(sb.status.as_ref().unwrap().exit_code, Some(0));
         assert_eq!(ready_reason(&sb), ("False", "ProcessExited"));
@@ -251,22 +328,46 @@ mod tests {
     fn degraded_subsystems_become_a_condition_and_vanish_when_clean() {
         let mut sb = provisioning();
         let degraded = [
-            DegradedSubsystem { subsystem: "netns".into(), mode: "failed".into(), detail: "EPERM".into() },
-            DegradedSubsystem { subsystem: "workload-seccomp".into(), mode: "skipped".into(), detail: String::new() },
+            DegradedSubsystem {
+                subsystem: "netns".into(),
+                mode: "failed".into(),
+                detail: "EPERM".into(),
+            },
+            DegradedSubsystem {
+                subsystem: "workload-seccomp".into(),
+                mode: "skipped".into(),
+                detail: String::new(),
+            },
         ];
         session_connected(&mut sb, "i", &degraded);
-        let c = sb.status.as_ref().unwrap().conditions.iter().find(|c| c.r#type == "EnforcementDegraded").unwrap();
+        let c = sb
+            .status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .find(|c| c.r#type == "EnforcementDegraded")
+            .unwrap();
         assert_eq!(c.status, "True");
         assert_eq!(c.message, "netns(failed: EPERM), workload-seccomp(skipped)");
         session_connected(&mut sb, "i2", &[]);
-        assert!(sb.status.as_ref().unwrap().conditions.iter().all(|c| c.r#type != "EnforcementDegraded"));
+        assert!(sb
+            .status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .all(|c| c.r#type != "EnforcementDegraded"));
     }
 
     #[test]
     fn stored_messages_are_sanitized() {
         let mut sb = provisioning();
         supervisor_error(&mut sb, "boot-hook", "\x1b]0;pwned\x07");
-        assert_eq!(ready_condition(&sb).unwrap().message, "boot-hook: \\x1b]0;pwned\\x07");
+        assert_eq!(
+            ready_condition(&sb).unwrap().message,
+            "boot-hook: \\x1b]0;pwned\\x07"
+        );
     }
 
     #[test]

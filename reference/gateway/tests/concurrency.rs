@@ -23,12 +23,15 @@ async fn every_watch_stream_equals_the_stored_history_under_session_flaps() {
             for _ in 0..WATCHERS {
                 let mut w = watch(&gw, &id).await;
                 watchers.push(tokio::spawn(async move {
-                    w.until("Error", |sb| phase(sb) == SandboxPhase::Error).await;
+                    w.until("Error", |sb| phase(sb) == SandboxPhase::Error)
+                        .await;
                     w.seen
                 }));
             }
             for flap in 0..FLAPS {
-                let session = open_session(&gw, &id, &token, &format!("i{flap}")).await.unwrap();
+                let session = open_session(&gw, &id, &token, &format!("i{flap}"))
+                    .await
+                    .unwrap();
                 assert!(session.accepted());
                 drop(session);
             }
@@ -38,15 +41,29 @@ async fn every_watch_stream_equals_the_stored_history_under_session_flaps() {
                 message: "done".into(),
                 ..Default::default()
             };
-            gw.client().await.report_supervisor_error(with_token(report, &token)).await.unwrap();
+            gw.client()
+                .await
+                .report_supervisor_error(with_token(report, &token))
+                .await
+                .unwrap();
             let history = gw.core.history(&id).unwrap();
             for watcher in watchers {
                 let seen = watcher.await.unwrap();
                 let first = seen[0].metadata.as_ref().unwrap().resource_version as usize;
-                assert_eq!(seen.as_slice(), &history[first - 1..], "{name}: a watch stream differs from the stored history");
+                assert_eq!(
+                    seen.as_slice(),
+                    &history[first - 1..],
+                    "{name}: a watch stream differs from the stored history"
+                );
             }
-            let versions: Vec<u64> = history.iter().map(|sb| sb.metadata.as_ref().unwrap().resource_version).collect();
-            assert!(versions.windows(2).all(|w| w[1] == w[0] + 1), "{name}: versions {versions:?}");
+            let versions: Vec<u64> = history
+                .iter()
+                .map(|sb| sb.metadata.as_ref().unwrap().resource_version)
+                .collect();
+            assert!(
+                versions.windows(2).all(|w| w[1] == w[0] + 1),
+                "{name}: versions {versions:?}"
+            );
             history.len()
         }));
     }
@@ -54,5 +71,8 @@ async fn every_watch_stream_equals_the_stored_history_under_session_flaps() {
     for task in tasks {
         changes += task.await.unwrap();
     }
-    assert!(changes >= SANDBOXES * 3, "each sandbox at least created, promoted and failed: {changes}");
+    assert!(
+        changes >= SANDBOXES * 3,
+        "each sandbox at least created, promoted and failed: {changes}"
+    );
 }

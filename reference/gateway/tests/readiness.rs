@@ -4,19 +4,30 @@ mod common;
 
 use common::*;
 use openshell_driver::DriverEvent;
-use openshell_proto::v1::{DegradedSubsystem, SandboxPhase, SupervisorHeartbeat, SupervisorMessage};
+use openshell_proto::v1::{
+    DegradedSubsystem, SandboxPhase, SupervisorHeartbeat, SupervisorMessage,
+};
 
 #[tokio::test]
 async fn session_connect_promotes_to_ready_and_its_end_demotes() {
     let gw = Gateway::start(":memory:", 15).await;
     let (id, token) = gw.create("ready-demote").await;
     let mut w = watch(&gw, &id).await;
-    w.until("Provisioning/Starting", is(SandboxPhase::Provisioning, "Starting")).await;
+    w.until(
+        "Provisioning/Starting",
+        is(SandboxPhase::Provisioning, "Starting"),
+    )
+    .await;
     let session = open_session(&gw, &id, &token, "i1").await.unwrap();
     assert!(session.accepted());
-    w.until("Ready", is(SandboxPhase::Ready, "SupervisorConnected")).await;
+    w.until("Ready", is(SandboxPhase::Ready, "SupervisorConnected"))
+        .await;
     drop(session);
-    w.until("demoted", is(SandboxPhase::Provisioning, "SupervisorDisconnected")).await;
+    w.until(
+        "demoted",
+        is(SandboxPhase::Provisioning, "SupervisorDisconnected"),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -25,9 +36,14 @@ async fn a_newer_session_supersedes_and_the_older_ones_end_does_not_demote() {
     let (id, token) = gw.create("supersede").await;
     let mut w = watch(&gw, &id).await;
     let old = open_session(&gw, &id, &token, "i1").await.unwrap();
-    w.until("Ready", is(SandboxPhase::Ready, "SupervisorConnected")).await;
+    w.until("Ready", is(SandboxPhase::Ready, "SupervisorConnected"))
+        .await;
     let new = open_session(&gw, &id, &token, "i2").await.unwrap();
-    let promoted = w.until("instance i2", |sb| sb.status.as_ref().unwrap().main_process_instance_id == "i2").await;
+    let promoted = w
+        .until("instance i2", |sb| {
+            sb.status.as_ref().unwrap().main_process_instance_id == "i2"
+        })
+        .await;
     assert_eq!(phase(&promoted), SandboxPhase::Ready);
     drop(old);
     // The end of the superseded session must not demote: prove it by ending the current one and
@@ -40,7 +56,11 @@ async fn a_newer_session_supersedes_and_the_older_ones_end_does_not_demote() {
         "history {:?}",
         w.summary()
     );
-    let demotions = w.seen.iter().filter(|sb| ready(sb).1 == "SupervisorDisconnected").count();
+    let demotions = w
+        .seen
+        .iter()
+        .filter(|sb| ready(sb).1 == "SupervisorDisconnected")
+        .count();
     assert_eq!(demotions, 1, "history {:?}", w.summary());
 }
 
@@ -50,15 +70,34 @@ async fn a_session_before_the_drivers_first_snapshot_still_yields_ready() {
     let (id, token) = gw.create("backfill").await;
     let mut w = watch(&gw, &id).await;
     let _session = open_session(&gw, &id, &token, "i1").await.unwrap();
-    w.until("Ready", is(SandboxPhase::Ready, "SupervisorConnected")).await;
+    w.until("Ready", is(SandboxPhase::Ready, "SupervisorConnected"))
+        .await;
     // The driver's late "running" snapshot changes nothing, and never demotes Ready.
-    driver_event(&gw, DriverEvent::Running { sandbox_id: id.clone() });
-    driver_event(&gw, DriverEvent::Output { sandbox_id: id.clone(), line: "marker".into() });
+    driver_event(
+        &gw,
+        DriverEvent::Running {
+            sandbox_id: id.clone(),
+        },
+    );
+    driver_event(
+        &gw,
+        DriverEvent::Output {
+            sandbox_id: id.clone(),
+            line: "marker".into(),
+        },
+    );
     let mut client = gw.client().await;
-    let got = client.get_sandbox(openshell_proto::v1::GetSandboxRequest { name: id.clone(), ..Default::default() });
+    let got = client.get_sandbox(openshell_proto::v1::GetSandboxRequest {
+        name: id.clone(),
+        ..Default::default()
+    });
     let got = got.await.unwrap().into_inner().sandbox.unwrap();
     assert_eq!(phase(&got), SandboxPhase::Ready);
-    assert_eq!(gw.core.history(&id).unwrap().len(), 2, "create + promote only");
+    assert_eq!(
+        gw.core.history(&id).unwrap().len(),
+        2,
+        "create + promote only"
+    );
 }
 
 #[tokio::test]
@@ -68,7 +107,11 @@ async fn re_registering_the_same_session_facts_is_idempotent() {
     let _a = open_session(&gw, &id, &token, "i1").await.unwrap();
     let _b = open_session(&gw, &id, &token, "i1").await.unwrap();
     let history = gw.core.history(&id).unwrap();
-    assert_eq!(history.len(), 2, "the second identical hello stores nothing new");
+    assert_eq!(
+        history.len(),
+        2,
+        "the second identical hello stores nothing new"
+    );
 }
 
 #[tokio::test]
@@ -77,11 +120,19 @@ async fn missed_heartbeats_end_the_session() {
     let (id, token) = gw.create("heartbeats").await;
     let mut w = watch(&gw, &id).await;
     let session = open_session(&gw, &id, &token, "i1").await.unwrap();
-    w.until("Ready", is(SandboxPhase::Ready, "SupervisorConnected")).await;
+    w.until("Ready", is(SandboxPhase::Ready, "SupervisorConnected"))
+        .await;
     // The stream stays open but silent: three 1 s intervals later the gateway ends it.
     let started = std::time::Instant::now();
-    w.until("demoted", is(SandboxPhase::Provisioning, "SupervisorDisconnected")).await;
-    assert!(started.elapsed() >= std::time::Duration::from_secs(2), "not before the heartbeats were missed");
+    w.until(
+        "demoted",
+        is(SandboxPhase::Provisioning, "SupervisorDisconnected"),
+    )
+    .await;
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "not before the heartbeats were missed"
+    );
     drop(session);
 }
 
@@ -92,29 +143,61 @@ async fn heartbeats_keep_a_session_alive() {
     let mut session = open_session(&gw, &id, &token, "i1").await.unwrap();
     // Answer five gateway heartbeats (about 5 s, longer than the 3 s miss window).
     for _ in 0..5 {
-        let beat = tokio::time::timeout(DEADLINE, session.inbound.message()).await.unwrap().unwrap();
+        let beat = tokio::time::timeout(DEADLINE, session.inbound.message())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(beat.is_some());
         let hb = SupervisorMessage {
-            payload: Some(openshell_proto::v1::supervisor_message::Payload::Heartbeat(SupervisorHeartbeat {})),
+            payload: Some(openshell_proto::v1::supervisor_message::Payload::Heartbeat(
+                SupervisorHeartbeat {},
+            )),
         };
         session.outbound.send(hb).await.unwrap();
     }
     let sb = gw.core.get(&id).unwrap();
-    assert_eq!(phase(&sb), SandboxPhase::Ready, "history {:?}", gw.core.history(&id).unwrap().len());
+    assert_eq!(
+        phase(&sb),
+        SandboxPhase::Ready,
+        "history {:?}",
+        gw.core.history(&id).unwrap().len()
+    );
 }
 
 #[tokio::test]
 async fn degraded_enforcement_is_shown_and_absent_when_nothing_degraded() {
     let gw = Gateway::start(":memory:", 15).await;
     let (id, token) = gw.create("degraded").await;
-    let netns = DegradedSubsystem { subsystem: "netns".into(), mode: "failed".into(), detail: "EPERM".into() };
-    let _s = open_session_degraded(&gw, &id, &token, "i1", vec![netns]).await.unwrap();
+    let netns = DegradedSubsystem {
+        subsystem: "netns".into(),
+        mode: "failed".into(),
+        detail: "EPERM".into(),
+    };
+    let _s = open_session_degraded(&gw, &id, &token, "i1", vec![netns])
+        .await
+        .unwrap();
     let sb = gw.core.get(&id).unwrap();
-    let c = sb.status.as_ref().unwrap().conditions.iter().find(|c| c.r#type == "EnforcementDegraded").unwrap();
-    assert_eq!((c.status.as_str(), c.message.as_str()), ("True", "netns(failed: EPERM)"));
+    let c = sb
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.r#type == "EnforcementDegraded")
+        .unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.message.as_str()),
+        ("True", "netns(failed: EPERM)")
+    );
 
     let (clean, token) = gw.create("not-degraded").await;
     let _s = open_session(&gw, &clean, &token, "i1").await.unwrap();
     let sb = gw.core.get(&clean).unwrap();
-    assert!(sb.status.as_ref().unwrap().conditions.iter().all(|c| c.r#type != "EnforcementDegraded"));
+    assert!(sb
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .all(|c| c.r#type != "EnforcementDegraded"));
 }

@@ -23,9 +23,19 @@ async fn a_second_gateway_on_the_same_store_recovers_every_record() {
         message: "user \"sandbox\" not found in /etc/passwd".into(),
         ..Default::default()
     };
-    first.client().await.report_supervisor_error(with_token(report, &failed_token)).await.unwrap();
-    let _session = open_session(&first, &ready_id, &ready_token, "i1").await.unwrap();
-    assert_eq!(phase(&first.core.get(&ready_id).unwrap()), SandboxPhase::Ready);
+    first
+        .client()
+        .await
+        .report_supervisor_error(with_token(report, &failed_token))
+        .await
+        .unwrap();
+    let _session = open_session(&first, &ready_id, &ready_token, "i1")
+        .await
+        .unwrap();
+    assert_eq!(
+        phase(&first.core.get(&ready_id).unwrap()),
+        SandboxPhase::Ready
+    );
     let error_before = first.core.get(&failed).unwrap();
 
     // The second gateway opens the store exactly as the first left it (as after a crash:
@@ -34,15 +44,29 @@ async fn a_second_gateway_on_the_same_store_recovers_every_record() {
     *driver.exists.lock().unwrap() = true;
     let second = Gateway::start_with(db, 15, driver.clone()).await;
     second.driver.wait_deleted(&failed).await; // Error records get their cleanup again.
-    assert_eq!(second.core.get(&failed).unwrap().status, error_before.status, "Error survives the restart");
+    assert_eq!(
+        second.core.get(&failed).unwrap().status,
+        error_before.status,
+        "Error survives the restart"
+    );
     let waiting = second.core.get(&ready_id).unwrap();
-    assert_eq!(phase(&waiting), SandboxPhase::Provisioning, "Ready waits for its session again");
+    assert_eq!(
+        phase(&waiting),
+        SandboxPhase::Provisioning,
+        "Ready waits for its session again"
+    );
     assert_eq!(ready(&waiting).1, "SupervisorDisconnected");
 
     // The stored credential hash survived: the supervisor's session comes back.
     let mut w = watch(&second, &ready_id).await;
-    let _again = open_session(&second, &ready_id, &ready_token, "i1").await.unwrap();
-    w.until("Ready again", is(SandboxPhase::Ready, "SupervisorConnected")).await;
+    let _again = open_session(&second, &ready_id, &ready_token, "i1")
+        .await
+        .unwrap();
+    w.until(
+        "Ready again",
+        is(SandboxPhase::Ready, "SupervisorConnected"),
+    )
+    .await;
     let _ = lost;
 }
 

@@ -14,8 +14,9 @@ use openshell_gateway::store::Store;
 use openshell_gateway::{CoreConfig, Lifecycle};
 use openshell_proto::v1::open_shell_client::OpenShellClient;
 use openshell_proto::v1::{
-    gateway_message, sandbox_stream_event, supervisor_message, CreateSandboxRequest, DegradedSubsystem, GatewayMessage,
-    Sandbox, SandboxPhase, SandboxSpec, SandboxTemplate, SupervisorHello, SupervisorMessage, WatchSandboxRequest,
+    gateway_message, sandbox_stream_event, supervisor_message, CreateSandboxRequest,
+    DegradedSubsystem, GatewayMessage, Sandbox, SandboxPhase, SandboxSpec, SandboxTemplate,
+    SupervisorHello, SupervisorMessage, WatchSandboxRequest,
 };
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_stream::wrappers::ReceiverStream;
@@ -104,14 +105,21 @@ impl Gateway {
         Gateway::start_with(db, heartbeat_secs, Arc::new(RecordingDriver::default())).await
     }
 
-    pub async fn start_with(db: &str, heartbeat_secs: u32, driver: Arc<RecordingDriver>) -> Gateway {
+    pub async fn start_with(
+        db: &str,
+        heartbeat_secs: u32,
+        driver: Arc<RecordingDriver>,
+    ) -> Gateway {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let (events, receiver) = mpsc::unbounded_channel();
         let core = Lifecycle::new(
             Store::open(db).unwrap(),
             driver.clone(),
-            CoreConfig { endpoint: endpoint.clone(), heartbeat_secs },
+            CoreConfig {
+                endpoint: endpoint.clone(),
+                heartbeat_secs,
+            },
         );
         core.start(receiver).await.unwrap();
         let (stop, stopped) = oneshot::channel();
@@ -125,11 +133,20 @@ impl Gateway {
                 .unwrap();
             }
         });
-        Gateway { endpoint, core, driver, events, stop: Some(stop), server: Some(server) }
+        Gateway {
+            endpoint,
+            core,
+            driver,
+            events,
+            stop: Some(stop),
+            server: Some(server),
+        }
     }
 
     pub async fn client(&self) -> OpenShellClient<Channel> {
-        OpenShellClient::connect(self.endpoint.clone()).await.unwrap()
+        OpenShellClient::connect(self.endpoint.clone())
+            .await
+            .unwrap()
     }
 
     /// Stops serving (open sessions are cut) and waits for the server task.
@@ -143,7 +160,10 @@ impl Gateway {
         let mut client = self.client().await;
         client.create_sandbox(create_request(name)).await.unwrap();
         let request = self.driver.created_request(name).await;
-        (request.sandbox_id.clone(), request.env["OPENSHELL_SANDBOX_TOKEN"].clone())
+        (
+            request.sandbox_id.clone(),
+            request.env["OPENSHELL_SANDBOX_TOKEN"].clone(),
+        )
     }
 }
 
@@ -151,7 +171,10 @@ pub fn create_request(name: &str) -> CreateSandboxRequest {
     CreateSandboxRequest {
         name: name.into(),
         spec: Some(SandboxSpec {
-            template: Some(SandboxTemplate { image: "openshell-fixture/good:000000000000".into(), ..Default::default() }),
+            template: Some(SandboxTemplate {
+                image: "openshell-fixture/good:000000000000".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -160,7 +183,9 @@ pub fn create_request(name: &str) -> CreateSandboxRequest {
 
 pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
     request
 }
 
@@ -171,7 +196,12 @@ pub struct Session {
     pub first: GatewayMessage,
 }
 
-pub async fn open_session(gw: &Gateway, id: &str, token: &str, instance: &str) -> Result<Session, tonic::Status> {
+pub async fn open_session(
+    gw: &Gateway,
+    id: &str,
+    token: &str,
+    instance: &str,
+) -> Result<Session, tonic::Status> {
     open_session_degraded(gw, id, token, instance, vec![]).await
 }
 
@@ -183,17 +213,39 @@ pub async fn open_session_degraded(
     degraded: Vec<DegradedSubsystem>,
 ) -> Result<Session, tonic::Status> {
     let (outbound, rx) = mpsc::channel(8);
-    let hello = SupervisorHello { sandbox_id: id.into(), instance_id: instance.into(), degraded };
-    outbound.send(SupervisorMessage { payload: Some(supervisor_message::Payload::Hello(hello)) }).await.unwrap();
+    let hello = SupervisorHello {
+        sandbox_id: id.into(),
+        instance_id: instance.into(),
+        degraded,
+    };
+    outbound
+        .send(SupervisorMessage {
+            payload: Some(supervisor_message::Payload::Hello(hello)),
+        })
+        .await
+        .unwrap();
     let mut client = gw.client().await;
-    let mut inbound = client.connect_supervisor(with_token(ReceiverStream::new(rx), token)).await?.into_inner();
-    let first = inbound.message().await?.expect("the gateway answers the hello");
-    Ok(Session { outbound, inbound, first })
+    let mut inbound = client
+        .connect_supervisor(with_token(ReceiverStream::new(rx), token))
+        .await?
+        .into_inner();
+    let first = inbound
+        .message()
+        .await?
+        .expect("the gateway answers the hello");
+    Ok(Session {
+        outbound,
+        inbound,
+        first,
+    })
 }
 
 impl Session {
     pub fn accepted(&self) -> bool {
-        matches!(self.first.payload, Some(gateway_message::Payload::SessionAccepted(_)))
+        matches!(
+            self.first.payload,
+            Some(gateway_message::Payload::SessionAccepted(_))
+        )
     }
 }
 
@@ -205,8 +257,15 @@ pub struct Watch {
 
 pub async fn watch(gw: &Gateway, id: &str) -> Watch {
     let mut client = gw.client().await;
-    let request = WatchSandboxRequest { id: id.into(), follow_status: true, ..Default::default() };
-    Watch { stream: client.watch_sandbox(request).await.unwrap().into_inner(), seen: Vec::new() }
+    let request = WatchSandboxRequest {
+        id: id.into(),
+        follow_status: true,
+        ..Default::default()
+    };
+    Watch {
+        stream: client.watch_sandbox(request).await.unwrap().into_inner(),
+        seen: Vec::new(),
+    }
 }
 
 impl Watch {
@@ -240,7 +299,11 @@ impl Watch {
             .iter()
             .map(|sb| {
                 let ready = ready(sb);
-                (sb.metadata.as_ref().unwrap().resource_version, phase(sb).as_str_name().to_string(), ready.1)
+                (
+                    sb.metadata.as_ref().unwrap().resource_version,
+                    phase(sb).as_str_name().to_string(),
+                    ready.1,
+                )
             })
             .collect()
     }
@@ -252,7 +315,14 @@ pub fn phase(sb: &Sandbox) -> SandboxPhase {
 
 /// (status, reason, message) of the Ready condition.
 pub fn ready(sb: &Sandbox) -> (String, String, String) {
-    let c = sb.status.as_ref().unwrap().conditions.iter().find(|c| c.r#type == "Ready").unwrap();
+    let c = sb
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.r#type == "Ready")
+        .unwrap();
     (c.status.clone(), c.reason.clone(), c.message.clone())
 }
 
