@@ -6,16 +6,19 @@
 //!   process, checks what the workload sees (network namespace, seccomp, identity, token) and
 //!   exits 0 when every check holds, else with the code of the first failed check
 //!   ([`workload::Check::code`]); one line per check on stderr.
+//! - `rogue hygiene|credentials` ([`rogue`]): as a fixture's entrypoint instead of the
+//!   supervisor, sends crafted `ReportSupervisorError` calls with the driver's credential.
 //!
 //! Layout: [`sys`] holds the few raw syscalls (the only `unsafe`), [`workload`] the checks.
 //! Exit status 2 is a usage error.
 
+mod rogue;
 mod sys;
 mod workload;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: openshell-probe workload [--user NAME] [--marker PATH]";
+const USAGE: &str = "usage: openshell-probe workload [--user NAME] [--marker PATH]\n       openshell-probe rogue hygiene|credentials";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,6 +27,7 @@ fn main() -> ExitCode {
             Ok(opts) => ExitCode::from(workload::run(&opts)),
             Err(e) => usage(&e),
         },
+        Some("rogue") => ExitCode::from(rogue::run(&args[1..])),
         Some("--help" | "-h") => {
             println!("{USAGE}");
             ExitCode::SUCCESS

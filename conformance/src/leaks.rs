@@ -1,0 +1,173 @@
+//! Finding backend resources by label, for the cleanup cases and the leak audit.
+//!
+//! The suite puts `openshell.run-id=<run>` on every sandbox it creates, and drivers copy it (and
+//! `openshell.sandbox-id`) to every backend resource. This module finds those resources itself:
+//! - Docker: containers (running or not) by label filter, through the engine API (bollard).
+//! - process driver: processes whose `/proc/<pid>/root` lies in a sandbox root
+//!   (`…/roots/<sandbox-id>`), and, when the suite started the gateway and so knows its state
+//!   directory, the roots and `<id>.labels.json` files left under `<state-dir>/roots/`.
+//!
+//! It only ever reads; it never touches resources (other runs' least of all).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use openshell_proto::labels;
+
+/// A backend resource.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Resource {
+    /// `container`, `process` or `root`.
+    pub kind: String,
+    /// Container name/id, `pid <n> (root <path>)`, or a path.
+    pub name: String,
+    /// Its labels, where the backend has them.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind, self.name)?;
+        if let Some(id) = self.labels.get(labels::SANDBOX_ID) {
+            write!(f, " ({}={id})", labels::SANDBOX_ID)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a lane's backend resources live.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// Process driver; the gateway's state directory when known.
+    Process {
+        /// `<state-dir>` of a gateway the suite started.
+        state_dir: Option<PathBuf>,
+    },
+    /// A Docker engine.
+    Docker(bollard::Docker),
+}
+
+impl Backend {
+    /// Every resource of sandbox `id`.
+    pub async fn of_sandbox(&self, id: &str) -> Result<Vec<Resource>, String> {
+        match self {
+            Backend::Process { state_dir } => Ok(process_resources(state_dir.as_deref(), |sid, _| sid == id)),
+            Backend::Docker(docker) => docker_containers(docker, &format!("{}={id}", labels::SANDBOX_ID)).await,
+        }
+    }
+
+    /// Every resource labelled with run `run_id` (or, for processes without labels, belonging to
+    /// one of `sandbox_ids`).
+    pub async fn of_run(&self, run_id: &str, sandbox_ids: &[String]) -> Result<Vec<Resource>, String> {
+        match self {
+            Backend::Process { state_dir } => Ok(process_resources(state_dir.as_deref(), |sid, labels| {
+                sandbox_ids.iter().any(|s| s == sid) || labels.get(labels::RUN_ID).is_some_and(|r| r == run_id)
+            })),
+            Backend::Docker(docker) => docker_containers(docker, &format!("{}={run_id}", labels::RUN_ID)).await,
+        }
+    }
+}
+
+async fn docker_containers(docker: &bollard::Docker, label: &str) -> Result<Vec<Resource>, String> {
+    use bollard::query_parameters::ListContainersOptionsBuilder;
+    let filters = std::collections::HashMap::from([("label", vec![label])]);
+    let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+    let list = docker
+        .list_containers(Some(options))
+        .await
+        .map_err(|e| format!("listing containers labelled {label}: {e}"))?;
+    Ok(list
+        .into_iter()
+        .map(|c| Resource {
+            kind: "container".into(),
+            name: format!(
+                "{} [{}]",
+                c.names.unwrap_or_default().join(",").trim_start_matches('/'),
+                c.state.map(|s| s.to_string()).unwrap_or_default()
+            ),
+            labels: c.labels.unwrap_or_default().into_iter().collect(),
+        })
+        .collect())
+}
+
+/// Reads `<root>.labels.json` beside a sandbox root.
+pub fn root_labels(root: &Path) -> BTreeMap<String, String> {
+    let mut path = root.as_os_str().to_owned();
+    path.push(".labels.json");
+    std::fs::read_to_string(PathBuf::from(path))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+/// The sandbox id of a path inside `…/roots/<id>`, if it is one.
+pub fn sandbox_of_root(path: &str) -> Option<(PathBuf, String)> {
+    let path = path.trim_end_matches(" (deleted)");
+    let (head, rest) = path.rsplit_once("/roots/")?;
+    let id = rest.split('/').next()?.trim_end_matches(".labels.json");
+    (!id.is_empty()).then(|| (PathBuf::from(format!("{head}/roots/{id}")), id.to_string()))
+}
+
+fn process_resources(
+    state_dir: Option<&Path>,
+    wanted: impl Fn(&str, &BTreeMap<String, String>) -> bool,
+) -> Vec<Resource> {
+    let mut out = Vec::new();
+    let own_roots = state_dir.map(|d| d.join("roots"));
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().filter(|s| s.bytes().all(|b| b.is_ascii_digit())) else { continue };
+            let Ok(root) = std::fs::read_link(entry.path().join("root")) else { continue };
+            let root = root.to_string_lossy().into_owned();
+            let Some((root_dir, id)) = sandbox_of_root(&root) else { continue };
+            let labels = root_labels(&root_dir);
+            if wanted(&id, &labels) {
+                out.push(Resource { kind: "process".into(), name: format!("pid {pid} (root {root})"), labels });
+            }
+        }
+    }
+    if let Some(roots) = own_roots {
+        if let Ok(entries) = std::fs::read_dir(&roots) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Some((root_dir, id)) = sandbox_of_root(&path.to_string_lossy()) else { continue };
+                let labels = root_labels(&root_dir);
+                if wanted(&id, &labels) {
+                    out.push(Resource { kind: "root".into(), name: path.display().to_string(), labels });
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sandbox_ids_are_read_from_root_paths() {
+        assert_eq!(
+            sandbox_of_root("/tmp/s/state/roots/abc (deleted)"),
+            Some((PathBuf::from("/tmp/s/state/roots/abc"), "abc".into()))
+        );
+        assert_eq!(sandbox_of_root("/tmp/s/state/roots/abc.labels.json").unwrap().1, "abc");
+        assert_eq!(sandbox_of_root("/"), None);
+    }
+
+    #[test]
+    fn leftover_roots_under_a_known_state_dir_are_found_with_their_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = dir.path().join("roots");
+        std::fs::create_dir_all(roots.join("sb1")).unwrap();
+        std::fs::write(roots.join("sb1.labels.json"), r#"{"openshell.run-id":"run-x","openshell.sandbox-id":"sb1"}"#)
+            .unwrap();
+        std::fs::create_dir_all(roots.join("sb2")).unwrap();
+        let found = process_resources(Some(dir.path()), |_, l| l.get(labels::RUN_ID).is_some_and(|r| r == "run-x"));
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().all(|r| r.name.contains("sb1")), "{found:?}");
+        let other = process_resources(Some(dir.path()), |_, l| l.get(labels::RUN_ID).is_some_and(|r| r == "run-y"));
+        assert!(other.is_empty(), "another run's resources are never reported: {other:?}");
+    }
+}

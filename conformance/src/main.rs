@@ -1,0 +1,190 @@
+//! `openshell-conformance`: list the cases, run them against a gateway, build the fixture images.
+//!
+//! Exit codes of `run`: 0 every case passed or behaved as the expectations file says; 1 a case
+//! failed or passed unexpectedly (or the leak audit found leftovers); 2 the run could not start,
+//! executed no case, or a required lane is missing.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use openshell_conformance::driver::{parse_lanes, Driver};
+use openshell_conformance::runner::{self, RunConfig};
+use openshell_conformance::spec::{catalog, requirements};
+use openshell_conformance::{gateway, images};
+
+#[derive(Debug, Parser)]
+#[command(name = "openshell-conformance", version, about = "Conformance suite for the OpenShell sandbox lifecycle contract")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every case id with its requirements, level and applicable drivers.
+    List {
+        /// Only the cases of this lane.
+        #[arg(long)]
+        driver: Option<Driver>,
+        /// Also list the requirements of SPEC.md.
+        #[arg(long)]
+        requirements: bool,
+    },
+    /// Run the cases of one lane against a gateway.
+    Run {
+        /// process, docker, docker-runsc, vm or k3s.
+        #[arg(long, default_value = "process")]
+        driver: Driver,
+        /// Test this endpoint (http://127.0.0.1:PORT) instead of starting the reference gateway.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Case ids (substring or glob with `*`, comma list), requirement ids, or `level:core`.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Expectations file (TOML) of the implementation under test.
+        #[arg(long)]
+        expectations: Option<PathBuf>,
+        /// Where to write report.json, junit.xml, report.md and diagnostics/.
+        #[arg(long)]
+        report_dir: Option<PathBuf>,
+        /// Lanes whose missing prerequisites are an error (exit 2) rather than a skip.
+        #[arg(long, env = "OPENSHELL_REQUIRE_LANES", default_value = "")]
+        require_lanes: String,
+        /// The reference gateway binary to start (default: OPENSHELL_GATEWAY_BIN, else beside this binary).
+        #[arg(long)]
+        gateway_bin: Option<PathBuf>,
+        /// Cases run at once.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+        /// Per-case timeout in seconds (default per driver; OPENSHELL_CONFORMANCE_TIMEOUT_<DRIVER>).
+        #[arg(long)]
+        case_timeout: Option<u64>,
+    },
+    /// List the fixture image references; with --build, build the missing ones in the local Docker engine.
+    Images {
+        /// Build missing images.
+        #[arg(long)]
+        build: bool,
+        /// Also write them to a `docker save` tarball.
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// The directory of the supervisor and probe binaries (default: beside this binary).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
+}
+
+fn list(driver: Option<Driver>, with_requirements: bool) -> anyhow::Result<()> {
+    let fixtures = openshell_fixtures::Catalog::load_default().context("loading fixtures/manifest.toml")?;
+    if with_requirements {
+        for r in requirements::all() {
+            println!("{}  {:?}  {}  {}  {}", r.id, r.strength, r.level, r.source, r.group);
+        }
+        println!();
+    }
+    let cases = catalog::all(&fixtures);
+    let width = cases.iter().map(|c| c.id.len()).max().unwrap_or(10);
+    for c in cases.iter().filter(|c| driver.is_none_or(|d| c.applies_to(d))) {
+        let drivers: Vec<&str> = c.drivers.iter().map(|d| d.name()).collect();
+        println!("{:<width$}  {:<8}  {:<40}  {}", c.id, c.level.name(), c.requirements.join(","), drivers.join(","));
+    }
+    Ok(())
+}
+
+async fn images_command(build: bool, export: Option<PathBuf>, bin_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let fixtures = openshell_fixtures::Catalog::load_default()?;
+    let base = match bin_dir {
+        Some(d) => d.join("openshell-gateway"),
+        None => gateway::sibling("openshell-gateway"),
+    };
+    let inputs = images::default_inputs(&base);
+    let refs = images::Images::compute(&fixtures, &inputs)?;
+    if let Some(why) = refs.unavailable() {
+        anyhow::bail!("{why}");
+    }
+    let docker = openshell_fixtures::docker::connect(None).ok();
+    if build {
+        let docker = docker.as_ref().context("no docker engine")?;
+        openshell_fixtures::docker::build_all(&fixtures, &inputs, docker).await?;
+    }
+    for (name, reference) in refs.all() {
+        let present = match &docker {
+            Some(d) => match openshell_fixtures::docker::image_exists(d, reference).await {
+                Ok(true) => "built",
+                Ok(false) => "missing",
+                Err(_) => "engine unreachable",
+            },
+            None => "no engine",
+        };
+        println!("{reference:<52} {present:<18} {name}");
+    }
+    if let Some(path) = export {
+        let docker = docker.as_ref().context("no docker engine")?;
+        let all: Vec<String> = refs.all().values().cloned().collect();
+        openshell_fixtures::docker::export_images(docker, &all, &path).await?;
+        println!("exported to {}", path.display());
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::List { driver, requirements } => match list(driver, requirements) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Images { build, export, bin_dir } => match images_command(build, export, bin_dir).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run { driver, gateway, filter, expectations, report_dir, require_lanes, gateway_bin, parallel, case_timeout } => {
+            let require_lanes = match parse_lanes(&require_lanes) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: --require-lanes: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let config = RunConfig {
+                driver,
+                gateway_url: gateway,
+                gateway_bin,
+                filter,
+                expectations,
+                report_dir: report_dir.clone(),
+                require_lanes,
+                parallel,
+                case_timeout: case_timeout.map(Duration::from_secs),
+                verbose: true,
+            };
+            match runner::run(&config).await {
+                Ok(report) => {
+                    println!("\n{}", report.table());
+                    if let Some(dir) = report_dir {
+                        println!("reports in {}", dir.display());
+                    }
+                    let code = report.exit_code();
+                    if code == 2 {
+                        eprintln!("error: no case was executed");
+                    }
+                    ExitCode::from(code as u8)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! `report.md`: the run for people: summary, a table of every case, then each failure in full.
+
+use super::{Outcome, RunReport};
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The Markdown text of a report.
+pub fn render(report: &RunReport) -> String {
+    let s = report.summary();
+    let mut out = format!(
+        "# OpenShell conformance run `{}`\n\n- driver: `{}`\n- gateway: `{}`\n- result: **{} passed, {} failed, {} skipped, {} xfail, {} xpass**\n\n",
+        report.run_id, report.driver, report.gateway, s.passed, s.failed, s.skipped, s.xfail, s.xpass
+    );
+    for note in &report.notes {
+        out.push_str(&format!("> {}\n\n", cell(note)));
+    }
+    out.push_str("| case | result | requirement | level | time |\n|---|---|---|---|---|\n");
+    for c in &report.cases {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {:.1} s |\n",
+            c.id,
+            c.result.label(),
+            c.requirement,
+            c.level,
+            c.duration_ms as f64 / 1000.0
+        ));
+    }
+    let problems: Vec<_> = report
+        .cases
+        .iter()
+        .filter(|c| matches!(c.result, Outcome::Failed | Outcome::Xpass | Outcome::Skipped | Outcome::Xfail))
+        .collect();
+    if !problems.is_empty() {
+        out.push_str("\n## Details\n");
+        for c in problems {
+            out.push_str(&format!("\n### `{}` — {}\n\n```text\n{}\n```\n", c.id, c.result.label(), c.message));
+            if c.failure.is_some() {
+                out.push_str(&format!("Diagnostics: `diagnostics/{}/`\n", c.id));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,233 @@
+//! The results of a run and the files written from them in `--report-dir`: `report.json`
+//! ([`json`]), `junit.xml` ([`junit`]), `report.md` ([`markdown`]) and, per failed case, a
+//! diagnostics folder `diagnostics/<case-id>/` with the status history and the backend output
+//! tail ([`diagnostics`]).
+
+pub mod diagnostics;
+pub mod json;
+pub mod junit;
+pub mod markdown;
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::check::Failure;
+use crate::expectations::{Entry, Expected};
+use crate::leaks::Resource;
+use crate::spec::Case;
+use crate::Driver;
+
+/// A case's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Passed.
+    Passed,
+    /// Failed.
+    Failed,
+    /// Not run (the reason is the message).
+    Skipped,
+    /// Failed, as the expectations file says.
+    Xfail,
+    /// Passed although the expectations file says it fails.
+    Xpass,
+}
+
+impl Outcome {
+    /// Upper-case label for the console.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Passed => "PASS",
+            Outcome::Failed => "FAIL",
+            Outcome::Skipped => "SKIP",
+            Outcome::Xfail => "XFAIL",
+            Outcome::Xpass => "XPASS",
+        }
+    }
+}
+
+/// One case's report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CaseReport {
+    /// Case id.
+    pub id: String,
+    /// The failed requirement, or the case's main one.
+    pub requirement: String,
+    /// Every requirement the case covers.
+    pub requirements: Vec<String>,
+    /// core or extended.
+    pub level: String,
+    /// The lane.
+    pub driver: String,
+    /// The result.
+    pub result: Outcome,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// The failure, skip reason or expectation note.
+    pub message: String,
+    /// The failure with history and logs, for diagnostics.
+    #[serde(skip)]
+    pub failure: Option<Failure>,
+}
+
+impl CaseReport {
+    /// A report for `case`, not yet decided (passed).
+    pub fn from_case(case: &Case, driver: Driver, elapsed: Duration) -> CaseReport {
+        CaseReport {
+            id: case.id.clone(),
+            requirement: case.requirements.first().cloned().unwrap_or_default(),
+            requirements: case.requirements.clone(),
+            level: case.level.name().to_string(),
+            driver: driver.name().to_string(),
+            result: Outcome::Passed,
+            duration_ms: elapsed.as_millis() as u64,
+            message: String::new(),
+            failure: None,
+        }
+    }
+
+    /// A skipped case.
+    pub fn skipped(case: &Case, driver: Driver, reason: &str) -> CaseReport {
+        let mut r = CaseReport::from_case(case, driver, Duration::ZERO);
+        r.result = Outcome::Skipped;
+        r.message = reason.to_string();
+        r
+    }
+
+    /// The run-level leak audit as a case.
+    pub fn leak_audit(driver: Driver, left: &[Resource]) -> CaseReport {
+        let failed = !left.is_empty();
+        CaseReport {
+            id: "leak-audit".into(),
+            requirement: "OSC-CLEAN-002".into(),
+            requirements: vec!["OSC-CLEAN-002".into()],
+            level: "core".into(),
+            driver: driver.name().into(),
+            result: if failed { Outcome::Failed } else { Outcome::Passed },
+            duration_ms: 0,
+            message: if failed {
+                format!(
+                    "OSC-CLEAN-002: expected nothing labelled with the run id after the run; observed {}",
+                    left.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                )
+            } else {
+                String::new()
+            },
+            failure: None,
+        }
+    }
+
+    /// Applies an expectations entry.
+    pub fn apply_expectation(&mut self, entry: &Entry) {
+        let link = entry.link.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
+        match (entry.result, self.result) {
+            (Expected::Failed, Outcome::Failed) => {
+                self.result = Outcome::Xfail;
+                self.message = format!("expected failure: {}{link}\n{}", entry.reason, self.message);
+            }
+            (Expected::Failed, Outcome::Passed) => {
+                self.result = Outcome::Xpass;
+                self.message = format!(
+                    "unexpected pass: the expectations file says this case fails ({}{link}); remove the entry",
+                    entry.reason
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Counts by result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Passed.
+    pub passed: usize,
+    /// Failed.
+    pub failed: usize,
+    /// Skipped.
+    pub skipped: usize,
+    /// Expected failures.
+    pub xfail: usize,
+    /// Unexpected passes.
+    pub xpass: usize,
+}
+
+/// A run's results.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    /// The lane.
+    pub driver: String,
+    /// The gateway tested.
+    pub gateway: String,
+    /// The run id (`openshell.run-id` label).
+    pub run_id: String,
+    /// Wall time of the cases.
+    pub duration_ms: u64,
+    /// Every case.
+    pub cases: Vec<CaseReport>,
+    /// What the run-level audit found left.
+    pub leaks: Vec<Resource>,
+    /// Remarks (e.g. image build failures).
+    pub notes: Vec<String>,
+}
+
+impl RunReport {
+    /// An empty report.
+    pub fn new(driver: Driver, run_id: &str) -> RunReport {
+        RunReport {
+            driver: driver.name().into(),
+            gateway: String::new(),
+            run_id: run_id.into(),
+            duration_ms: 0,
+            cases: Vec::new(),
+            leaks: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Counts by result.
+    pub fn summary(&self) -> Counts {
+        let mut c = Counts::default();
+        for case in &self.cases {
+            match case.result {
+                Outcome::Passed => c.passed += 1,
+                Outcome::Failed => c.failed += 1,
+                Outcome::Skipped => c.skipped += 1,
+                Outcome::Xfail => c.xfail += 1,
+                Outcome::Xpass => c.xpass += 1,
+            }
+        }
+        c
+    }
+
+    /// The summary table for the console.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let width = self.cases.iter().map(|c| c.id.len()).max().unwrap_or(4).max(4);
+        out.push_str(&format!("{:<width$}  {:<6}  {:<18}  {:>8}\n", "case", "result", "requirement", "time"));
+        for c in &self.cases {
+            out.push_str(&format!(
+                "{:<width$}  {:<6}  {:<18}  {:>7.1}s\n",
+                c.id,
+                c.result.label(),
+                c.requirement,
+                c.duration_ms as f64 / 1000.0
+            ));
+        }
+        let s = self.summary();
+        out.push_str(&format!(
+            "{} passed, {} failed, {} skipped, {} xfail, {} xpass (driver {}, run {})\n",
+            s.passed, s.failed, s.skipped, s.xfail, s.xpass, self.driver, self.run_id
+        ));
+        out
+    }
+}
+
+/// Writes every report file into `dir`.
+pub fn write_all(report: &RunReport, dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("report.json"), json::render(report))?;
+    std::fs::write(dir.join("junit.xml"), junit::render(report))?;
+    std::fs::write(dir.join("report.md"), markdown::render(report))?;
+    diagnostics::write(report, &dir.join("diagnostics"))
+}

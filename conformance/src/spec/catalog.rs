@@ -1,0 +1,215 @@
+//! The case catalog: every case with its id, the requirements it covers, its level, the lanes it
+//! applies to, and its body. Fixture cases come from `fixtures/manifest.toml` (one per fixture,
+//! `fixture-<name>`); the others are named in [`crate::cases::named`].
+
+use futures::future::BoxFuture;
+use openshell_fixtures::{Catalog, Fixture};
+
+use crate::check::CaseResult;
+use crate::harness::Harness;
+use crate::spec::requirements::{self, Level};
+use crate::Driver;
+
+/// A named case's body.
+pub type CaseFn = fn(Harness) -> BoxFuture<'static, CaseResult>;
+
+/// What a case runs.
+#[derive(Clone)]
+pub enum Body {
+    /// Create the fixture with nothing else set and assert its manifest outcome.
+    Fixture(Box<Fixture>),
+    /// A named case.
+    Fn(CaseFn),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Fixture(fx) => write!(f, "Fixture({})", fx.name),
+            Body::Fn(_) => f.write_str("Fn"),
+        }
+    }
+}
+
+/// One case.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// Stable id, e.g. `fixture-stale-policy` or `error-never-overwritten`.
+    pub id: String,
+    /// The requirements it covers; the first is the one a failure names unless the body says.
+    pub requirements: Vec<String>,
+    /// `extended` if any requirement is, else `core`.
+    pub level: Level,
+    /// The lanes it applies to.
+    pub drivers: Vec<Driver>,
+    /// One line for `list`.
+    pub summary: String,
+    /// What it runs.
+    pub body: Body,
+}
+
+impl Case {
+    /// Whether the case applies to `driver`.
+    pub fn applies_to(&self, driver: Driver) -> bool {
+        self.drivers.contains(&driver)
+    }
+}
+
+/// The lanes of every fixture case (gVisor runs them best-effort, see [`fixture_env`]).
+const FIXTURE_LANES: &[Driver] = &[Driver::Process, Driver::Docker, Driver::DockerRunsc, Driver::Vm, Driver::K3s];
+
+/// The requirements a fixture's outcome shows, beside `OSC-API-009` (every fixture's).
+pub fn fixture_requirements(name: &str) -> &'static [&'static str] {
+    match name {
+        "good" => &["OSC-READY-001", "OSC-BOOT-005"],
+        "stale-policy" | "malformed-policy" => &["OSC-ERR-001"],
+        "missing-user" => &["OSC-ERR-002"],
+        "boot-ok" => &["OSC-BOOT-001"],
+        "boot-fail" => &["OSC-BOOT-002"],
+        "boot-noexec" => &["OSC-BOOT-003"],
+        "boot-hang" => &["OSC-BOOT-004"],
+        "main-exits" => &["OSC-READY-002"],
+        "workload-probe" => &["OSC-SEC-005"],
+        "no-session" => &["OSC-READY-003"],
+        _ => &[],
+    }
+}
+
+/// The lanes of a fixture's case: every lane, except that the workload probe's namespace checks
+/// cannot hold under gVisor's best-effort mode.
+pub fn fixture_lanes(name: &str) -> Vec<Driver> {
+    FIXTURE_LANES
+        .iter()
+        .copied()
+        .filter(|d| !(name == "workload-probe" && *d == Driver::DockerRunsc))
+        .collect()
+}
+
+/// Environment a lane adds to fixture cases: under gVisor every fixture runs with
+/// `OPENSHELL_BEST_EFFORT_FAILURES=1`, since `unshare(CLONE_NEWNET)` fails there by design
+/// (strict mode on gVisor is the case `runsc-strict-netns-eperm`).
+pub fn fixture_env(driver: Driver) -> Vec<(String, String)> {
+    match driver {
+        Driver::DockerRunsc => vec![(openshell_proto::env::BEST_EFFORT_FAILURES.to_string(), "1".to_string())],
+        _ => Vec::new(),
+    }
+}
+
+fn level_of(ids: &[String]) -> Level {
+    let known = requirements::all();
+    ids.iter()
+        .filter_map(|id| known.iter().find(|r| &r.id == id))
+        .map(|r| r.level)
+        .max()
+        .unwrap_or(Level::Core)
+}
+
+/// Every case: one per fixture of `fixtures`, then the named cases.
+pub fn all(fixtures: &Catalog) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for fixture in fixtures.fixtures() {
+        let mut reqs: Vec<String> = fixture_requirements(&fixture.name).iter().map(|s| s.to_string()).collect();
+        reqs.push("OSC-API-009".to_string());
+        cases.push(Case {
+            id: format!("fixture-{}", fixture.name),
+            level: level_of(&reqs),
+            requirements: reqs,
+            drivers: fixture_lanes(&fixture.name),
+            summary: format!("{}: {}", fixture.name, fixture.description),
+            body: Body::Fixture(Box::new(fixture.clone())),
+        });
+    }
+    for named in crate::cases::named() {
+        let reqs: Vec<String> = named.requirements.iter().map(|s| s.to_string()).collect();
+        cases.push(Case {
+            id: named.id.to_string(),
+            level: level_of(&reqs),
+            requirements: reqs,
+            drivers: named.drivers.to_vec(),
+            summary: named.summary.to_string(),
+            body: Body::Fn(named.body),
+        });
+    }
+    cases
+}
+
+/// Whether `id` matches a `--filter` pattern: a substring, a glob with `*`, or `=<id>` exactly; a
+/// comma list matches any of its items; `level:core` / `level:extended` and requirement ids match too.
+pub fn matches(case: &Case, pattern: &str) -> bool {
+    pattern.split(',').map(str::trim).filter(|p| !p.is_empty()).any(|p| {
+        if let Some(exact) = p.strip_prefix('=') {
+            return case.id == exact;
+        }
+        if let Some(level) = p.strip_prefix("level:") {
+            return case.level.name() == level;
+        }
+        if case.requirements.iter().any(|r| r == p) {
+            return true;
+        }
+        glob(p, &case.id)
+    })
+}
+
+fn glob(pattern: &str, text: &str) -> bool {
+    if !pattern.contains('*') {
+        return text.contains(pattern);
+    }
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let mut rest = text;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fixture_gives_a_case_citing_the_manifest_requirement() {
+        let fixtures = Catalog::load_default().unwrap();
+        let cases = all(&fixtures);
+        for fixture in fixtures.fixtures() {
+            let case = cases.iter().find(|c| c.id == format!("fixture-{}", fixture.name)).unwrap();
+            assert!(case.requirements.contains(&"OSC-API-009".to_string()));
+        }
+    }
+
+    #[test]
+    fn filters_match_substrings_globs_levels_and_requirements() {
+        let fixtures = Catalog::load_default().unwrap();
+        let cases = all(&fixtures);
+        let stale = cases.iter().find(|c| c.id == "fixture-stale-policy").unwrap();
+        assert!(matches(stale, "stale"));
+        assert!(matches(stale, "fixture-*-policy"));
+        assert!(!matches(stale, "boot-*"));
+        assert!(matches(stale, "OSC-ERR-001"));
+        assert!(matches(stale, "level:core"));
+        assert!(matches(stale, "nothing,stale"));
+        assert!(matches(stale, "=fixture-stale-policy"));
+        assert!(!matches(stale, "=fixture-stale"));
+    }
+
+    #[test]
+    fn case_ids_are_unique() {
+        let cases = all(&Catalog::load_default().unwrap());
+        let mut ids: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
+        ids.sort_unstable();
+        let before = ids.len();
+        ids.dedup();
+        assert_eq!(before, ids.len());
+    }
+}

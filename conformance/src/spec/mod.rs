@@ -1,0 +1,7 @@
+//! What the suite checks: the requirements of `SPEC.md` and the catalog of cases that cover them.
+
+pub mod catalog;
+pub mod requirements;
+
+pub use catalog::{Body, Case, CaseFn};
+pub use requirements::{Level, Requirement, Strength};
