@@ -31,7 +31,9 @@ say() { echo "setup-docker: $*"; }
 missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 [ -x /usr/bin/runsc ] || missing+=(runsc)
-if ! [ -x /bin/busybox ] || ! /bin/busybox --list 2>/dev/null | grep -qx sh; then
+# A static busybox goes into FROM-scratch images (Debian's dynamic `busybox` is replaced).
+file_is_static() { ! LC_ALL=C ldd "$1" >/dev/null 2>&1; }
+if ! [ -x /bin/busybox ] || ! file_is_static /bin/busybox; then
     missing+=(busybox-static)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -44,7 +46,6 @@ fi
 command -v dockerd >/dev/null 2>&1 || die "dockerd is not installed (package docker.io)"
 command -v docker >/dev/null 2>&1 || die "the docker CLI is not installed (package docker.io)"
 [ -x /usr/bin/runsc ] || die "/usr/bin/runsc is not installed (package runsc)"
-file_is_static() { ! LC_ALL=C ldd "$1" >/dev/null 2>&1; }
 file_is_static /bin/busybox || die "/bin/busybox is not static (install busybox-static)"
 
 # 2. daemon.json: the runsc runtime with host networking, no bridge, no iptables.
@@ -65,9 +66,6 @@ if [ ! -f "$daemon_json" ] || [ "$(cat "$daemon_json")" != "$want_json" ]; then
         say "replacing $daemon_json (old copy kept beside it)"
     fi
     printf '%s\n' "$want_json" >"$daemon_json"
-    config_changed=1
-else
-    config_changed=0
 fi
 
 docker_answers() { timeout 10 docker info >/dev/null 2>&1; }
@@ -77,7 +75,8 @@ has_runsc() { timeout 10 docker info --format '{{json .Runtimes}}' 2>/dev/null |
 # (SIGHUP re-reads `runtimes`) when we started it from this config.
 if docker_answers; then
     say "dockerd already answers"
-    if ! has_runsc && [ "$config_changed" = 1 ] && pid=$(cat /var/run/docker.pid 2>/dev/null); then
+    # SIGHUP makes dockerd re-read its configuration, `runtimes` included.
+    if ! has_runsc && pid=$(cat /var/run/docker.pid 2>/dev/null); then
         say "reloading dockerd ($pid) for the runsc runtime"
         kill -HUP "$pid"
     fi
