@@ -72,7 +72,7 @@ docker_answers() { timeout 10 docker info >/dev/null 2>&1; }
 has_runsc() { timeout 10 docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; }
 
 # 3. Start dockerd unless one already answers. A running daemon without runsc is reloaded
-# (SIGHUP re-reads `runtimes`) when we started it from this config.
+# (SIGHUP re-reads `runtimes` from daemon.json).
 if docker_answers; then
     say "dockerd already answers"
     # SIGHUP makes dockerd re-read its configuration, `runtimes` included.
