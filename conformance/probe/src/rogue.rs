@@ -89,9 +89,21 @@ async fn run_async(mode: &str) -> Result<u8, String> {
     let last = match mode {
         "hygiene" => report(&mut client, token, &cred.sandbox_id, &hostile_message()).await,
         "credentials" => {
-            let no_token = report(&mut client, None, &cred.sandbox_id, "rogue attempt without a token").await;
+            let no_token = report(
+                &mut client,
+                None,
+                &cred.sandbox_id,
+                "rogue attempt without a token",
+            )
+            .await;
             let unknown_id = format!("rogue-unknown-{}", std::process::id());
-            let unknown = report(&mut client, token, &unknown_id, "rogue attempt for an unknown sandbox").await;
+            let unknown = report(
+                &mut client,
+                token,
+                &unknown_id,
+                "rogue attempt for an unknown sandbox",
+            )
+            .await;
             let mut tried = Vec::new();
             for (key, var) in [
                 ("other-sandbox", "OPENSHELL_PROBE_OTHER_SANDBOX_ID"),
@@ -99,7 +111,13 @@ async fn run_async(mode: &str) -> Result<u8, String> {
             ] {
                 let code = match std::env::var(var) {
                     Ok(id) if !id.is_empty() => {
-                        report(&mut client, token, &id, &format!("rogue attempt with the {key}'s id")).await
+                        report(
+                            &mut client,
+                            token,
+                            &id,
+                            &format!("rogue attempt with the {key}'s id"),
+                        )
+                        .await
                     }
                     _ => "not-tried".to_string(),
                 };
@@ -131,7 +149,10 @@ pub fn run(args: &[String]) -> u8 {
         eprintln!("openshell-probe: no rogue mode given\nusage: {USAGE}");
         return 2;
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("openshell-probe: tokio runtime: {e}");

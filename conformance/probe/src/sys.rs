@@ -9,7 +9,13 @@ fn errno() -> i32 {
 /// params pointer is null, nothing is created); the workload filter answers EPERM first.
 pub fn io_uring_setup_null() -> Result<i64, i32> {
     // SAFETY: a null params pointer makes the kernel fail with EFAULT without touching memory.
-    let rc = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, std::ptr::null_mut::<libc::c_void>()) };
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_setup,
+            1,
+            std::ptr::null_mut::<libc::c_void>(),
+        )
+    };
     if rc < 0 {
         Err(errno())
     } else {
@@ -31,7 +37,14 @@ pub fn setuid(uid: u32) -> Result<(), i32> {
 /// (real uid, effective uid, real gid, effective gid).
 pub fn ids() -> (u32, u32, u32, u32) {
     // SAFETY: these four calls take no arguments and cannot fail.
-    unsafe { (libc::getuid(), libc::geteuid(), libc::getgid(), libc::getegid()) }
+    unsafe {
+        (
+            libc::getuid(),
+            libc::geteuid(),
+            libc::getgid(),
+            libc::getegid(),
+        )
+    }
 }
 
 /// The supplementary groups.

@@ -29,10 +29,17 @@ pub struct Options {
 impl Options {
     /// Parses `[--user NAME] [--marker PATH]`.
     pub fn parse(args: &[String]) -> Result<Options, String> {
-        let mut opts = Options { user: "sandbox".into(), marker: None };
+        let mut opts = Options {
+            user: "sandbox".into(),
+            marker: None,
+        };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
-            let mut value = || it.next().cloned().ok_or_else(|| format!("{arg} needs a value"));
+            let mut value = || {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{arg} needs a value"))
+            };
             match arg.as_str() {
                 "--user" => opts.user = value()?,
                 "--marker" => opts.marker = Some(value()?),
@@ -93,37 +100,71 @@ pub fn run(opts: &Options) -> u8 {
     let mut status = 0;
     for (check, result) in checks {
         match result {
-            Ok(detail) => eprintln!("openshell-probe: ok   {}: {detail}", check.name()),
+            Ok(detail) => say(&format!("ok   {}: {detail}", check.name())),
             Err(detail) => {
-                eprintln!("openshell-probe: FAIL {} (exit {}): {detail}", check.name(), check.code());
+                say(&format!(
+                    "FAIL {} (exit {}): {detail}",
+                    check.name(),
+                    check.code()
+                ));
                 if status == 0 {
                     status = check.code();
                 }
             }
         }
     }
-    eprintln!("openshell-probe: {}", if status == 0 { "all checks hold".to_string() } else { format!("exit {status}") });
+    say(&if status == 0 {
+        "all checks hold".to_string()
+    } else {
+        format!("exit {status}")
+    });
     status
+}
+
+/// One line on stderr in a single write, so it never interleaves with the supervisor's logs
+/// (writes up to PIPE_BUF are atomic).
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("openshell-probe: {line}\n").as_bytes());
 }
 
 fn interfaces(path: &str) -> Result<BTreeSet<String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    Ok(text.lines().skip(2).filter_map(|l| l.split(':').next()).map(|s| s.trim().to_string()).collect())
+    Ok(text
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|s| s.trim().to_string())
+        .collect())
 }
 
 fn netns_differs() -> Result<String, String> {
-    let own = std::fs::read_link("/proc/self/ns/net").map_err(|e| format!("cannot read /proc/self/ns/net: {e}"))?;
+    let own = std::fs::read_link("/proc/self/ns/net")
+        .map_err(|e| format!("cannot read /proc/self/ns/net: {e}"))?;
     match std::fs::read_link("/proc/1/ns/net") {
-        Ok(pid1) if pid1 != own => Ok(format!("{} != supervisor's {}", own.display(), pid1.display())),
-        Ok(pid1) => Err(format!("same namespace as PID 1 (the supervisor): {}", pid1.display())),
+        Ok(pid1) if pid1 != own => Ok(format!(
+            "{} != supervisor's {}",
+            own.display(),
+            pid1.display()
+        )),
+        Ok(pid1) => Err(format!(
+            "same namespace as PID 1 (the supervisor): {}",
+            pid1.display()
+        )),
         Err(e) => {
             let ours = interfaces("/proc/self/net/dev")?;
-            let theirs = interfaces("/proc/1/net/dev")
-                .map_err(|e2| format!("cannot read /proc/1/ns/net ({e}) nor compare interfaces ({e2})"))?;
+            let theirs = interfaces("/proc/1/net/dev").map_err(|e2| {
+                format!("cannot read /proc/1/ns/net ({e}) nor compare interfaces ({e2})")
+            })?;
             if ours != theirs {
-                Ok(format!("{} (/proc/1/ns/net unreadable: {e}; PID 1 sees {theirs:?}, we see {ours:?})", own.display()))
+                Ok(format!(
+                    "{} (/proc/1/ns/net unreadable: {e}; PID 1 sees {theirs:?}, we see {ours:?})",
+                    own.display()
+                ))
             } else {
-                Err(format!("/proc/1/ns/net unreadable ({e}) and PID 1 sees the same interfaces {ours:?}"))
+                Err(format!(
+                    "/proc/1/ns/net unreadable ({e}) and PID 1 sees the same interfaces {ours:?}"
+                ))
             }
         }
     }
@@ -134,27 +175,38 @@ fn netns_only_lo() -> Result<String, String> {
     if names.iter().map(String::as_str).ne(["lo"]) {
         return Err(format!("interfaces {names:?}, expected only lo"));
     }
-    std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("only lo, but it is not usable: {e}"))?;
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .map_err(|e| format!("only lo, but it is not usable: {e}"))?;
     Ok("only lo, and it is up".into())
 }
 
 fn seccomp_eperm() -> Result<String, String> {
     match sys::io_uring_setup_null() {
         Err(libc::EPERM) => Ok("io_uring_setup fails with EPERM".into()),
-        Err(e) => Err(format!("io_uring_setup failed with {}, not EPERM: no workload filter", sys::errno_name(e))),
-        Ok(fd) => Err(format!("io_uring_setup succeeded (fd {fd}): no workload filter")),
+        Err(e) => Err(format!(
+            "io_uring_setup failed with {}, not EPERM: no workload filter",
+            sys::errno_name(e)
+        )),
+        Ok(fd) => Err(format!(
+            "io_uring_setup succeeded (fd {fd}): no workload filter"
+        )),
     }
 }
 
 fn identity(user: &str) -> Result<String, String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("cannot read /etc/passwd: {e}"))?;
+    let passwd = std::fs::read_to_string("/etc/passwd")
+        .map_err(|e| format!("cannot read /etc/passwd: {e}"))?;
     let entry: Vec<&str> = passwd
         .lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() >= 4 && f[0] == user)
         .ok_or_else(|| format!("user {user:?} not in /etc/passwd"))?;
-    let (uid, gid): (u32, u32) = (entry[2].parse().map_err(|_| "bad uid")?, entry[3].parse().map_err(|_| "bad gid")?);
-    let groups = std::fs::read_to_string("/etc/group").map_err(|e| format!("cannot read /etc/group: {e}"))?;
+    let (uid, gid): (u32, u32) = (
+        entry[2].parse().map_err(|_| "bad uid")?,
+        entry[3].parse().map_err(|_| "bad gid")?,
+    );
+    let groups = std::fs::read_to_string("/etc/group")
+        .map_err(|e| format!("cannot read /etc/group: {e}"))?;
     let mut expected: BTreeSet<u32> = groups
         .lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
@@ -162,10 +214,15 @@ fn identity(user: &str) -> Result<String, String> {
         .filter_map(|f| f[2].parse().ok())
         .collect();
     expected.insert(gid);
-    let actual: BTreeSet<u32> = sys::groups().map_err(|e| format!("getgroups: {}", sys::errno_name(e)))?.into_iter().collect();
+    let actual: BTreeSet<u32> = sys::groups()
+        .map_err(|e| format!("getgroups: {}", sys::errno_name(e)))?
+        .into_iter()
+        .collect();
     let ids = sys::ids();
     if ids != (uid, uid, gid, gid) {
-        return Err(format!("uid/euid/gid/egid {ids:?}, expected {user}'s {uid}:{gid}"));
+        return Err(format!(
+            "uid/euid/gid/egid {ids:?}, expected {user}'s {uid}:{gid}"
+        ));
     }
     if actual != expected {
         return Err(format!("groups {actual:?}, expected {expected:?}"));
@@ -181,13 +238,26 @@ fn no_root() -> Result<String, String> {
 }
 
 fn capabilities() -> Result<String, String> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
-    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or("?");
-    let wrong: Vec<String> = [("CapEff:", "0"), ("CapPrm:", "0"), ("CapAmb:", "0"), ("CapBnd:", "0"), ("NoNewPrivs:", "1")]
-        .into_iter()
-        .filter(|(name, want)| field(name).trim_start_matches('0') != want.trim_start_matches('0'))
-        .map(|(name, want)| format!("{name} {} (want {want})", field(name)))
-        .collect();
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or("?")
+    };
+    let wrong: Vec<String> = [
+        ("CapEff:", "0"),
+        ("CapPrm:", "0"),
+        ("CapAmb:", "0"),
+        ("CapBnd:", "0"),
+        ("NoNewPrivs:", "1"),
+    ]
+    .into_iter()
+    .filter(|(name, want)| field(name).trim_start_matches('0') != want.trim_start_matches('0'))
+    .map(|(name, want)| format!("{name} {} (want {want})", field(name)))
+    .collect();
     if wrong.is_empty() {
         Ok("no capabilities, bounding set empty, no_new_privs".into())
     } else {
@@ -208,6 +278,9 @@ fn boot_marker(path: &str) -> Result<String, String> {
     if text.trim() == uid.to_string() {
         Ok(format!("{path} written by uid {uid}"))
     } else {
-        Err(format!("{path} holds {:?}, expected our uid {uid}", text.trim()))
+        Err(format!(
+            "{path} holds {:?}, expected our uid {uid}",
+            text.trim()
+        ))
     }
 }

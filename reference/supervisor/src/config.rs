@@ -18,12 +18,19 @@ pub enum ConfigError {
     Missing(&'static str),
     /// A variable has a value outside its documented set.
     #[error("{name}={value:?} is invalid: {expected}")]
-    Invalid { name: &'static str, value: String, expected: &'static str },
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
     /// `OPENSHELL_MAIN_PROCESS_SPEC` is not the documented JSON.
     #[error("{var} is not valid JSON {{\"version\":1,\"command\":[…],\"tty\":false}}: {0}", var = env::MAIN_PROCESS_SPEC)]
     Spec(String),
     /// Neither the spec nor argv names a main process.
-    #[error("no main process: {} is not set and the supervisor got no command arguments", env::MAIN_PROCESS_SPEC)]
+    #[error(
+        "no main process: {} is not set and the supervisor got no command arguments",
+        env::MAIN_PROCESS_SPEC
+    )]
     NoMainProcess,
 }
 
@@ -97,7 +104,9 @@ impl Config {
     /// Reads the configuration from `lookup` (an environment) and the supervisor's arguments.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>, args: &[String]) -> Result<Config> {
         let required = |name: &'static str| {
-            lookup(name).filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name))
+            lookup(name)
+                .filter(|v| !v.is_empty())
+                .ok_or(ConfigError::Missing(name))
         };
         Ok(Config {
             sandbox_id: required(env::SANDBOX_ID)?,
@@ -113,8 +122,14 @@ impl Settings {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
         Ok(Settings {
             command: main_command(get(env::MAIN_PROCESS_SPEC).as_deref(), args)?,
-            best_effort: get(env::BEST_EFFORT_FAILURES).map(|v| truthy(&v)).transpose()?.unwrap_or(false),
-            skip: get(env::SKIP_BOOTSTRAP).map(|v| skip_list(&v)).transpose()?.unwrap_or_default(),
+            best_effort: get(env::BEST_EFFORT_FAILURES)
+                .map(|v| truthy(&v))
+                .transpose()?
+                .unwrap_or(false),
+            skip: get(env::SKIP_BOOTSTRAP)
+                .map(|v| skip_list(&v))
+                .transpose()?
+                .unwrap_or_default(),
             hook_timeout: get(env::BOOT_HOOK_TIMEOUT)
                 .map(|v| hook_timeout(&v))
                 .transpose()?
@@ -126,15 +141,21 @@ impl Settings {
 /// `OPENSHELL_MAIN_PROCESS_SPEC` when set, else argv[1..].
 pub fn main_command(spec: Option<&str>, args: &[String]) -> Result<Vec<String>> {
     if let Some(json) = spec {
-        let spec: MainProcessSpec = serde_json::from_str(json).map_err(|e| ConfigError::Spec(e.to_string()))?;
+        let spec: MainProcessSpec =
+            serde_json::from_str(json).map_err(|e| ConfigError::Spec(e.to_string()))?;
         if spec.version != 1 {
-            return Err(ConfigError::Spec(format!("version {} is not supported (only 1)", spec.version)));
+            return Err(ConfigError::Spec(format!(
+                "version {} is not supported (only 1)",
+                spec.version
+            )));
         }
         if spec.command.is_empty() || spec.command[0].is_empty() {
             return Err(ConfigError::Spec("command is empty".into()));
         }
         if spec.tty {
-            tracing::warn!("tty=true is not supported by the reference supervisor; running without a terminal");
+            tracing::warn!(
+                "tty=true is not supported by the reference supervisor; running without a terminal"
+            );
         }
         return Ok(spec.command);
     }
@@ -196,25 +217,43 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
-    const BASE: [(&str, &str); 3] =
-        [(env::SANDBOX_ID, "sb"), (env::ENDPOINT, "http://127.0.0.1:1"), (env::SANDBOX_TOKEN, "t")];
+    const BASE: [(&str, &str); 3] = [
+        (env::SANDBOX_ID, "sb"),
+        (env::ENDPOINT, "http://127.0.0.1:1"),
+        (env::SANDBOX_TOKEN, "t"),
+    ];
 
     #[test]
     fn missing_token_is_a_config_error_naming_the_variable() {
         let err = Config::from_lookup(lookup(&BASE[..2]), &[]).unwrap_err();
-        assert_eq!(err.to_string(), "OPENSHELL_SANDBOX_TOKEN is not set (every driver must set it)");
+        assert_eq!(
+            err.to_string(),
+            "OPENSHELL_SANDBOX_TOKEN is not set (every driver must set it)"
+        );
     }
 
     #[test]
     fn spec_wins_over_argv_and_argv_is_the_fallback() {
         let spec = r#"{"version":1,"command":["/bin/true"],"tty":false}"#;
-        assert_eq!(main_command(Some(spec), &["/bin/sleep".into()]).unwrap(), ["/bin/true"]);
-        assert_eq!(main_command(None, &["/bin/sleep".into(), "1".into()]).unwrap(), ["/bin/sleep", "1"]);
-        assert!(matches!(main_command(None, &[]), Err(ConfigError::NoMainProcess)));
+        assert_eq!(
+            main_command(Some(spec), &["/bin/sleep".into()]).unwrap(),
+            ["/bin/true"]
+        );
+        assert_eq!(
+            main_command(None, &["/bin/sleep".into(), "1".into()]).unwrap(),
+            ["/bin/sleep", "1"]
+        );
+        assert!(matches!(
+            main_command(None, &[]),
+            Err(ConfigError::NoMainProcess)
+        ));
         assert!(main_command(Some(r#"{"version":2,"command":["x"]}"#), &[]).is_err());
         assert!(main_command(Some(r#"{"version":1,"command":[]}"#), &[]).is_err());
     }
@@ -225,14 +264,20 @@ mod tests {
             assert!(truthy(v).unwrap(), "{v}");
         }
         assert!(!truthy("0").unwrap());
-        assert!(truthy("maybe").unwrap_err().to_string().contains("OPENSHELL_BEST_EFFORT_FAILURES"));
+        assert!(truthy("maybe")
+            .unwrap_err()
+            .to_string()
+            .contains("OPENSHELL_BEST_EFFORT_FAILURES"));
     }
 
     #[test]
     fn skip_list_parses_names_and_all_and_rejects_unknown_names() {
         assert_eq!(skip_list("netns, workload-seccomp").unwrap().len(), 2);
         assert_eq!(skip_list("all").unwrap().len(), 3);
-        assert!(skip_list("netns,landlock").unwrap_err().to_string().contains("landlock"));
+        assert!(skip_list("netns,landlock")
+            .unwrap_err()
+            .to_string()
+            .contains("landlock"));
     }
 
     #[test]
@@ -240,6 +285,10 @@ mod tests {
         let mut pairs = BASE.to_vec();
         pairs.push((env::BOOT_HOOK_TIMEOUT, "soon"));
         let cfg = Config::from_lookup(lookup(&pairs), &["/bin/sh".into()]).unwrap();
-        assert!(cfg.rest.unwrap_err().to_string().contains("OPENSHELL_BOOT_HOOK_TIMEOUT"));
+        assert!(cfg
+            .rest
+            .unwrap_err()
+            .to_string()
+            .contains("OPENSHELL_BOOT_HOOK_TIMEOUT"));
     }
 }

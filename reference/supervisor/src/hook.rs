@@ -33,10 +33,18 @@ pub enum HookError {
     Spawn(#[from] SpawnError),
     /// It ended unsuccessfully.
     #[error("{path} {exit}{}", tail_suffix(.tail))]
-    Failed { path: String, exit: Exit, tail: String },
+    Failed {
+        path: String,
+        exit: Exit,
+        tail: String,
+    },
     /// It outlived its timeout and was killed.
     #[error("{path} timed out after {}s and was killed{}", fmt_secs(*.after), tail_suffix(.tail))]
-    TimedOut { path: String, after: Duration, tail: String },
+    TimedOut {
+        path: String,
+        after: Duration,
+        tail: String,
+    },
     /// Waiting failed.
     #[error("waiting for {path}: {source}")]
     Wait {
@@ -122,14 +130,19 @@ impl Tail {
 }
 
 /// Runs the hook at `path` if it exists.
-pub async fn run(spawner: &Spawner, reaper: &Reaper, path: &Path, timeout: Duration) -> Result<Outcome> {
+pub async fn run(
+    spawner: &Spawner,
+    reaper: &Reaper,
+    path: &Path,
+    timeout: Duration,
+) -> Result<Outcome> {
     let shown = path.display().to_string();
     if std::fs::symlink_metadata(path).is_err() {
         tracing::info!("no boot hook at {shown}; skipping");
         return Ok(Outcome::Missing);
     }
     tracing::info!("running boot hook {shown} (timeout {}s)", fmt_secs(timeout));
-    let spawned = spawner.spawn(&[shown.clone()], true)?;
+    let spawned = spawner.spawn(std::slice::from_ref(&shown), true)?;
     let tail = Arc::new(Mutex::new(Tail::default()));
     let drained = spawned.stderr.map(|fd| collect(fd, tail.clone()));
     let exit = tokio::time::timeout(timeout, reaper.wait(spawned.pid)).await;
@@ -144,10 +157,21 @@ pub async fn run(spawner: &Spawner, reaper: &Reaper, path: &Path, timeout: Durat
     }
     let tail = tail.lock().unwrap_or_else(PoisonError::into_inner).text();
     match exit {
-        Err(_) => Err(HookError::TimedOut { path: shown, after: timeout, tail }),
-        Ok(Err(source)) => Err(HookError::Wait { path: shown, source }),
+        Err(_) => Err(HookError::TimedOut {
+            path: shown,
+            after: timeout,
+            tail,
+        }),
+        Ok(Err(source)) => Err(HookError::Wait {
+            path: shown,
+            source,
+        }),
         Ok(Ok(Exit::Code(0))) => Ok(Outcome::Succeeded),
-        Ok(Ok(exit)) => Err(HookError::Failed { path: shown, exit, tail }),
+        Ok(Ok(exit)) => Err(HookError::Failed {
+            path: shown,
+            exit,
+            tail,
+        }),
     }
 }
 
@@ -155,22 +179,26 @@ pub async fn run(spawner: &Spawner, reaper: &Reaper, path: &Path, timeout: Durat
 /// forever; the caller stops waiting after [`DRAIN`]), echoing to stderr.
 fn collect(fd: OwnedFd, tail: Arc<Mutex<Tail>>) -> oneshot::Receiver<()> {
     let (tx, rx) = oneshot::channel();
-    let spawned = std::thread::Builder::new().name("boot-hook-stderr".into()).spawn(move || {
-        let mut file = std::fs::File::from(fd);
-        let mut buf = [0u8; 4096];
-        loop {
-            match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    let _ = std::io::stderr().write_all(&buf[..n]);
-                    tail.lock().unwrap_or_else(PoisonError::into_inner).push(&buf[..n]);
+    let spawned = std::thread::Builder::new()
+        .name("boot-hook-stderr".into())
+        .spawn(move || {
+            let mut file = std::fs::File::from(fd);
+            let mut buf = [0u8; 4096];
+            loop {
+                match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let _ = std::io::stderr().write_all(&buf[..n]);
+                        tail.lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(&buf[..n]);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
             }
-        }
-        let _ = tx.send(());
-    });
+            let _ = tx.send(());
+        });
     if spawned.is_err() {
         tracing::warn!("cannot start the boot hook stderr reader; its tail will be empty");
     }
@@ -188,7 +216,10 @@ mod tests {
             t.push(format!("line {i}\n").as_bytes());
         }
         let text = t.text();
-        assert!(text.starts_with("line 80\n") && text.ends_with("line 99"), "{text}");
+        assert!(
+            text.starts_with("line 80\n") && text.ends_with("line 99"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -205,9 +236,23 @@ mod tests {
 
     #[test]
     fn failure_messages_name_status_timeout_and_tail() {
-        let failed = HookError::Failed { path: "/etc/openshell/boot.sh".into(), exit: Exit::Code(3), tail: "boom".into() };
-        assert_eq!(failed.to_string(), "/etc/openshell/boot.sh exited with status 3; stderr tail:\nboom");
-        let hung = HookError::TimedOut { path: "b".into(), after: Duration::from_secs(2), tail: String::new() };
-        assert_eq!(hung.to_string(), "b timed out after 2s and was killed; its stderr was empty");
+        let failed = HookError::Failed {
+            path: "/etc/openshell/boot.sh".into(),
+            exit: Exit::Code(3),
+            tail: "boom".into(),
+        };
+        assert_eq!(
+            failed.to_string(),
+            "/etc/openshell/boot.sh exited with status 3; stderr tail:\nboom"
+        );
+        let hung = HookError::TimedOut {
+            path: "b".into(),
+            after: Duration::from_secs(2),
+            tail: String::new(),
+        };
+        assert_eq!(
+            hung.to_string(),
+            "b timed out after 2s and was killed; its stderr was empty"
+        );
     }
 }

@@ -15,10 +15,14 @@ pub enum IdentityError {
         source: std::io::Error,
     },
     /// The user does not exist.
-    #[error("user `{0}` (process.run_as_user) not found: the image must provide it in /etc/passwd")]
+    #[error(
+        "user `{0}` (process.run_as_user) not found: the image must provide it in /etc/passwd"
+    )]
     NoUser(String),
     /// The group does not exist.
-    #[error("group `{0}` (process.run_as_group) not found: the image must provide it in /etc/group")]
+    #[error(
+        "group `{0}` (process.run_as_group) not found: the image must provide it in /etc/group"
+    )]
     NoGroup(String),
     /// The policy selects root.
     #[error("{0} resolves to id 0: the workload must not run as root")]
@@ -56,11 +60,16 @@ pub fn resolve(root: &Path, user: &str, group: &str) -> Result<Identity> {
         .filter(|f| f.len() >= 7)
         .find(|f| f[0] == user || (is_numeric(user) && f[2] == user))
         .ok_or_else(|| IdentityError::NoUser(user.into()))?;
-    let uid: u32 = entry[2].parse().map_err(|_| IdentityError::NoUser(user.into()))?;
+    let uid: u32 = entry[2]
+        .parse()
+        .map_err(|_| IdentityError::NoUser(user.into()))?;
     let name = entry[0].to_string();
 
-    let group_entries: Vec<Vec<&str>> =
-        groups.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 4).collect();
+    let group_entries: Vec<Vec<&str>> = groups
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4)
+        .collect();
     let gid: u32 = group_entries
         .iter()
         .find(|f| f[0] == group || (is_numeric(group) && f[2] == group))
@@ -82,7 +91,13 @@ pub fn resolve(root: &Path, user: &str, group: &str) -> Result<Identity> {
             }
         }
     }
-    Ok(Identity { user: name, uid, gid, groups: supplementary, home: entry[5].to_string() })
+    Ok(Identity {
+        user: name,
+        uid,
+        gid,
+        groups: supplementary,
+        home: entry[5].to_string(),
+    })
 }
 
 fn is_numeric(s: &str) -> bool {
@@ -90,7 +105,11 @@ fn is_numeric(s: &str) -> bool {
 }
 
 fn read(path: &Path, what: String) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| IdentityError::Read { path: path.into(), what, source })
+    std::fs::read_to_string(path).map_err(|source| IdentityError::Read {
+        path: path.into(),
+        what,
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -105,40 +124,57 @@ mod tests {
         dir
     }
 
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nsandbox:x:1000:1000:sandbox:/sandbox:/bin/sh\n";
+    const PASSWD: &str =
+        "root:x:0:0:root:/root:/bin/sh\nsandbox:x:1000:1000:sandbox:/sandbox:/bin/sh\n";
     const GROUP: &str = "root:x:0:\nsandbox:x:1000:\ntools:x:1500:other,sandbox\n";
 
     #[test]
     fn sandbox_user_resolves_with_supplementary_groups() {
         let r = root(PASSWD, GROUP);
         let id = resolve(r.path(), "sandbox", "sandbox").unwrap();
-        assert_eq!((id.uid, id.gid, id.groups, id.home.as_str()), (1000, 1000, vec![1000, 1500], "/sandbox"));
+        assert_eq!(
+            (id.uid, id.gid, id.groups, id.home.as_str()),
+            (1000, 1000, vec![1000, 1500], "/sandbox")
+        );
         assert_eq!(resolve(r.path(), "1000", "1000").unwrap().user, "sandbox");
     }
 
     #[test]
     fn missing_user_names_the_user_and_the_image_contract() {
         let r = root("root:x:0:0:root:/root:/bin/sh\n", GROUP);
-        let e = resolve(r.path(), "sandbox", "sandbox").unwrap_err().to_string();
+        let e = resolve(r.path(), "sandbox", "sandbox")
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "user `sandbox` (process.run_as_user) not found: the image must provide it in /etc/passwd");
     }
 
     #[test]
     fn missing_group_names_the_group() {
         let r = root(PASSWD, "root:x:0:\n");
-        assert!(resolve(r.path(), "sandbox", "sandbox").unwrap_err().to_string().contains("group `sandbox`"));
+        assert!(resolve(r.path(), "sandbox", "sandbox")
+            .unwrap_err()
+            .to_string()
+            .contains("group `sandbox`"));
     }
 
     #[test]
     fn root_is_refused() {
         let r = root(PASSWD, GROUP);
-        assert!(matches!(resolve(r.path(), "root", "sandbox"), Err(IdentityError::Root(_))));
+        assert!(matches!(
+            resolve(r.path(), "root", "sandbox"),
+            Err(IdentityError::Root(_))
+        ));
     }
 
     #[test]
     fn missing_passwd_file_says_what_the_image_must_provide() {
         let dir = tempfile::tempdir().unwrap();
-        let e = resolve(dir.path(), "sandbox", "sandbox").unwrap_err().to_string();
-        assert!(e.contains("etc/passwd") && e.contains("the user `sandbox`"), "{e}");
+        let e = resolve(dir.path(), "sandbox", "sandbox")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("etc/passwd") && e.contains("the user `sandbox`"),
+            "{e}"
+        );
     }
 }

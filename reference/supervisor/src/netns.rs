@@ -31,7 +31,9 @@ impl NetnsError {
     pub fn detail(&self) -> String {
         match self {
             NetnsError::Unshare(e) | NetnsError::Loopback(e) => format!("{e:?}"),
-            NetnsError::Open(e) => e.raw_os_error().map_or("open".into(), |n| format!("{:?}", Errno::from_raw(n))),
+            NetnsError::Open(e) => e
+                .raw_os_error()
+                .map_or("open".into(), |n| format!("{:?}", Errno::from_raw(n))),
             NetnsError::Thread(_) => "thread".into(),
         }
     }

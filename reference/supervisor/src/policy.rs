@@ -24,11 +24,20 @@ pub enum PolicyError {
         source: std::io::Error,
     },
     /// Not YAML, or not the schema (serde_yaml_ng names the field, line and column).
-    #[error("{path}: {detail} (the policy schema is strict: fix or remove the field; there is no fallback)")]
-    Parse { path: PathBuf, detail: String },
+    #[error("{path}: {detail} ({hint}; there is no fallback policy)")]
+    Parse {
+        path: PathBuf,
+        detail: String,
+        hint: &'static str,
+    },
     /// Parsed, but a value is outside what the schema allows.
     #[error("{path}: field `{field}` at line {line}: {problem}")]
-    Invalid { path: PathBuf, field: &'static str, line: usize, problem: String },
+    Invalid {
+        path: PathBuf,
+        field: &'static str,
+        line: usize,
+        problem: String,
+    },
 }
 
 /// Result alias of this module.
@@ -110,17 +119,26 @@ impl Policy {
     /// The policy used when the image has no policy file: version 1, everything else unset,
     /// so the workload runs as `sandbox:sandbox`.
     pub fn default_policy() -> Policy {
-        Policy { version: 1, ..Default::default() }
+        Policy {
+            version: 1,
+            ..Default::default()
+        }
     }
 
     /// The user the workload runs as.
     pub fn run_as_user(&self) -> &str {
-        self.process.as_ref().and_then(|p| p.run_as_user.as_deref()).unwrap_or(DEFAULT_IDENTITY)
+        self.process
+            .as_ref()
+            .and_then(|p| p.run_as_user.as_deref())
+            .unwrap_or(DEFAULT_IDENTITY)
     }
 
     /// The group the workload runs as.
     pub fn run_as_group(&self) -> &str {
-        self.process.as_ref().and_then(|p| p.run_as_group.as_deref()).unwrap_or(DEFAULT_IDENTITY)
+        self.process
+            .as_ref()
+            .and_then(|p| p.run_as_group.as_deref())
+            .unwrap_or(DEFAULT_IDENTITY)
     }
 }
 
@@ -129,16 +147,39 @@ pub fn load(path: &Path) -> Result<Option<Policy>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(PolicyError::Read { path: path.into(), source }),
+        Err(source) => {
+            return Err(PolicyError::Read {
+                path: path.into(),
+                source,
+            })
+        }
     };
     parse(path, &text).map(Some)
 }
 
 /// Parses and validates a policy document.
 pub fn parse(path: &Path, text: &str) -> Result<Policy> {
-    let policy: Policy = serde_yaml_ng::from_str(text).map_err(|e| PolicyError::Parse {
-        path: path.into(),
-        detail: describe(&e),
+    let policy: Policy = serde_yaml_ng::from_str(text).map_err(|e| {
+        let detail = describe(&e);
+        let schema = [
+            "unknown field",
+            "missing field",
+            "invalid type",
+            "invalid value",
+            "unknown variant",
+        ]
+        .iter()
+        .any(|m| detail.contains(m));
+        let hint = if schema {
+            "the policy schema is strict: fix or remove the field"
+        } else {
+            "not valid YAML"
+        };
+        PolicyError::Parse {
+            path: path.into(),
+            detail,
+            hint,
+        }
     })?;
     validate(path, text, &policy)?;
     Ok(policy)
@@ -148,7 +189,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Policy> {
 fn describe(e: &serde_yaml_ng::Error) -> String {
     let msg = e.to_string();
     match e.location() {
-        Some(loc) if !msg.contains("line ") => format!("{msg} at line {} column {}", loc.line(), loc.column()),
+        Some(loc) if !msg.contains("line ") => {
+            format!("{msg} at line {} column {}", loc.line(), loc.column())
+        }
         _ => msg,
     }
 }
@@ -161,7 +204,11 @@ fn validate(path: &Path, text: &str, policy: &Policy) -> Result<()> {
         problem,
     };
     if policy.version != 1 {
-        return Err(invalid("version", "version", format!("{} is not supported (only 1)", policy.version)));
+        return Err(invalid(
+            "version",
+            "version",
+            format!("{} is not supported (only 1)", policy.version),
+        ));
     }
     if let Some(p) = &policy.process {
         for (field, key, value) in [
@@ -178,15 +225,30 @@ fn validate(path: &Path, text: &str, policy: &Policy) -> Result<()> {
             ("filesystem_policy.read_only", "read_only", &fs.read_only),
             ("filesystem_policy.read_write", "read_write", &fs.read_write),
         ] {
-            if let Some(bad) = paths.iter().find(|p| !p.starts_with('/') || p.split('/').any(|c| c == "..")) {
-                return Err(invalid(field, key, format!("{bad:?} must be an absolute path without `..`")));
+            if let Some(bad) = paths
+                .iter()
+                .find(|p| !p.starts_with('/') || p.split('/').any(|c| c == ".."))
+            {
+                return Err(invalid(
+                    field,
+                    key,
+                    format!("{bad:?} must be an absolute path without `..`"),
+                ));
             }
         }
         if fs.read_write.iter().any(|p| p == "/") {
-            return Err(invalid("filesystem_policy.read_write", "read_write", "`/` cannot be read-write".into()));
+            return Err(invalid(
+                "filesystem_policy.read_write",
+                "read_write",
+                "`/` cannot be read-write".into(),
+            ));
         }
     }
-    if let Some(mode) = policy.landlock.as_ref().and_then(|l| l.compatibility.as_deref()) {
+    if let Some(mode) = policy
+        .landlock
+        .as_ref()
+        .and_then(|l| l.compatibility.as_deref())
+    {
         if mode != "best_effort" && mode != "hard_requirement" {
             return Err(invalid(
                 "landlock.compatibility",
@@ -201,7 +263,9 @@ fn validate(path: &Path, text: &str, policy: &Policy) -> Result<()> {
 /// The 1-based line of the first `key:` in the document (0 when not found).
 fn line_of(text: &str, key: &str) -> usize {
     let prefix = format!("{key}:");
-    text.lines().position(|l| l.trim_start().starts_with(&prefix)).map_or(0, |i| i + 1)
+    text.lines()
+        .position(|l| l.trim_start().starts_with(&prefix))
+        .map_or(0, |i| i + 1)
 }
 
 #[cfg(test)]
@@ -224,7 +288,9 @@ mod tests {
 
     #[test]
     fn removed_inference_field_is_named_with_file_and_line() {
-        let e = err("version: 1\nprocess:\n  run_as_user: sandbox\ninference:\n  allowed_routes: [local]\n");
+        let e = err(
+            "version: 1\nprocess:\n  run_as_user: sandbox\ninference:\n  allowed_routes: [local]\n",
+        );
         assert!(e.starts_with(PATH), "{e}");
         assert!(e.contains("unknown field `inference`"), "{e}");
         assert!(e.contains("line 4"), "{e}");

@@ -82,7 +82,9 @@ impl Reaper {
     /// before the first child is started).
     pub fn start() -> Result<Reaper> {
         let mut sigchld = signal(SignalKind::child()).map_err(ReaperError::Signal)?;
-        let reaper = Reaper { inner: Arc::default() };
+        let reaper = Reaper {
+            inner: Arc::default(),
+        };
         let task = reaper.clone();
         tokio::spawn(async move {
             loop {
@@ -97,7 +99,10 @@ impl Reaper {
 
     /// Held while a child is being spawned.
     pub fn spawn_guard(&self) -> MutexGuard<'_, ()> {
-        self.inner.spawn_lock.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .spawn_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Waits for `pid` (a process this supervisor started) to end.
@@ -117,7 +122,10 @@ impl Reaper {
     }
 
     fn slots(&self) -> MutexGuard<'_, HashMap<i32, Slot>> {
-        self.inner.slots.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn reap_all(&self) {

@@ -10,7 +10,8 @@
 use std::collections::BTreeMap;
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule,
 };
 
 /// Errors of the seccomp steps (stages SUPERVISOR_SECCOMP and WORKLOAD_SECCOMP).
@@ -23,6 +24,9 @@ pub enum SeccompError {
         #[source]
         source: seccompiler::Error,
     },
+    /// The thread that tried the workload filter died.
+    #[error("the thread trying the workload filter panicked")]
+    Thread,
     /// The kernel refused the filter.
     #[error("cannot apply the {which} filter: {source}")]
     Apply {
@@ -37,11 +41,15 @@ impl SeccompError {
     pub fn detail(&self) -> String {
         let source = match self {
             SeccompError::Compile { source, .. } | SeccompError::Apply { source, .. } => source,
+            SeccompError::Thread => return "thread".into(),
         };
         match source {
-            seccompiler::Error::Prctl(e) | seccompiler::Error::Seccomp(e) => e
-                .raw_os_error()
-                .map_or_else(|| e.to_string(), |n| format!("{:?}", nix::errno::Errno::from_raw(n))),
+            seccompiler::Error::Prctl(e) | seccompiler::Error::Seccomp(e) => {
+                e.raw_os_error().map_or_else(
+                    || e.to_string(),
+                    |n| format!("{:?}", nix::errno::Errno::from_raw(n)),
+                )
+            }
             other => other.to_string(),
         }
     }
@@ -52,38 +60,93 @@ pub type Result<T> = std::result::Result<T, SeccompError>;
 
 /// `(syscall, why it is blocked)`: blocked for the supervisor *and* everything it starts.
 pub const BLOCKED_EVERYWHERE: &[(i64, &str)] = &[
-    (libc::SYS_ptrace, "ptrace: no sandbox process may read or steer another one's memory"),
-    (libc::SYS_process_vm_writev, "process_vm_writev: writing another process's memory, as ptrace"),
-    (libc::SYS_bpf, "bpf: loading kernel programs is kernel attack surface"),
-    (libc::SYS_io_uring_setup, "io_uring_setup: a second syscall path seccomp cannot see into"),
-    (libc::SYS_io_uring_enter, "io_uring_enter: as io_uring_setup"),
-    (libc::SYS_io_uring_register, "io_uring_register: as io_uring_setup"),
-    (libc::SYS_kexec_load, "kexec_load: replacing the running kernel"),
-    (libc::SYS_kexec_file_load, "kexec_file_load: replacing the running kernel"),
+    (
+        libc::SYS_ptrace,
+        "ptrace: no sandbox process may read or steer another one's memory",
+    ),
+    (
+        libc::SYS_process_vm_writev,
+        "process_vm_writev: writing another process's memory, as ptrace",
+    ),
+    (
+        libc::SYS_bpf,
+        "bpf: loading kernel programs is kernel attack surface",
+    ),
+    (
+        libc::SYS_io_uring_setup,
+        "io_uring_setup: a second syscall path seccomp cannot see into",
+    ),
+    (
+        libc::SYS_io_uring_enter,
+        "io_uring_enter: as io_uring_setup",
+    ),
+    (
+        libc::SYS_io_uring_register,
+        "io_uring_register: as io_uring_setup",
+    ),
+    (
+        libc::SYS_kexec_load,
+        "kexec_load: replacing the running kernel",
+    ),
+    (
+        libc::SYS_kexec_file_load,
+        "kexec_file_load: replacing the running kernel",
+    ),
     (libc::SYS_init_module, "init_module: loading kernel modules"),
-    (libc::SYS_finit_module, "finit_module: loading kernel modules"),
-    (libc::SYS_delete_module, "delete_module: unloading kernel modules"),
-    (libc::SYS_mount, "mount: the sandbox's filesystem view is fixed by its driver"),
+    (
+        libc::SYS_finit_module,
+        "finit_module: loading kernel modules",
+    ),
+    (
+        libc::SYS_delete_module,
+        "delete_module: unloading kernel modules",
+    ),
+    (
+        libc::SYS_mount,
+        "mount: the sandbox's filesystem view is fixed by its driver",
+    ),
     (libc::SYS_umount2, "umount2: as mount"),
     (libc::SYS_pivot_root, "pivot_root: as mount"),
     (libc::SYS_swapon, "swapon: host memory management"),
     (libc::SYS_swapoff, "swapoff: host memory management"),
     (libc::SYS_reboot, "reboot: host power state"),
     (libc::SYS_acct, "acct: host process accounting"),
-    (libc::SYS_keyctl, "keyctl: the kernel keyring is not namespaced"),
-    (libc::SYS_add_key, "add_key: the kernel keyring is not namespaced"),
-    (libc::SYS_request_key, "request_key: the kernel keyring is not namespaced"),
-    (libc::SYS_userfaultfd, "userfaultfd: a common exploit primitive (stalling kernel copies)"),
-    (libc::SYS_perf_event_open, "perf_event_open: kernel attack surface and side channels"),
-    (libc::SYS_open_by_handle_at, "open_by_handle_at: escapes a chroot through file handles"),
-    (libc::SYS_unshare, "unshare: the supervisor made its only namespace (step 4) before this filter"),
+    (
+        libc::SYS_keyctl,
+        "keyctl: the kernel keyring is not namespaced",
+    ),
+    (
+        libc::SYS_add_key,
+        "add_key: the kernel keyring is not namespaced",
+    ),
+    (
+        libc::SYS_request_key,
+        "request_key: the kernel keyring is not namespaced",
+    ),
+    (
+        libc::SYS_userfaultfd,
+        "userfaultfd: a common exploit primitive (stalling kernel copies)",
+    ),
+    (
+        libc::SYS_perf_event_open,
+        "perf_event_open: kernel attack surface and side channels",
+    ),
+    (
+        libc::SYS_open_by_handle_at,
+        "open_by_handle_at: escapes a chroot through file handles",
+    ),
+    (
+        libc::SYS_unshare,
+        "unshare: the supervisor made its only namespace (step 4) before this filter",
+    ),
 ];
 
 /// `(syscall, why)`: blocked for the workload (boot hook and main process) only; the supervisor
 /// itself needs these in the spawn path.
-pub const BLOCKED_FOR_WORKLOAD: &[(i64, &str)] = &[
-    (libc::SYS_setns, "setns: the workload must not leave the namespaces it was put in"),
-];
+pub const BLOCKED_FOR_WORKLOAD: &[(i64, &str)] = &[(
+    libc::SYS_setns,
+    "setns: the workload must not leave the namespaces it was put in",
+)];
 
 /// `(syscall, argument, mask, value, why)`: blocked for the workload when `arg & mask == value`.
 pub const BLOCKED_FOR_WORKLOAD_IF: &[(i64, u8, u64, u64, &str)] = &[
@@ -105,21 +168,40 @@ pub const BLOCKED_FOR_WORKLOAD_IF: &[(i64, u8, u64, u64, &str)] = &[
 
 /// The supervisor's prelude filter.
 pub fn supervisor_filter() -> Result<BpfProgram> {
-    compile("supervisor", BLOCKED_EVERYWHERE.iter().map(|(n, _)| (*n, vec![])), libc::EPERM)
+    compile(
+        "supervisor",
+        BLOCKED_EVERYWHERE.iter().map(|(n, _)| (*n, vec![])),
+        libc::EPERM,
+    )
 }
 
 /// The workload programs, applied in this order.
 pub fn workload_filters() -> Result<Vec<BpfProgram>> {
-    let unconditional = BLOCKED_EVERYWHERE.iter().chain(BLOCKED_FOR_WORKLOAD).map(|(n, _)| (*n, vec![]));
+    let unconditional = BLOCKED_EVERYWHERE
+        .iter()
+        .chain(BLOCKED_FOR_WORKLOAD)
+        .map(|(n, _)| (*n, vec![]));
     let mut conditional = Vec::new();
     for &(nr, arg, mask, value, _) in BLOCKED_FOR_WORKLOAD_IF {
-        let cond = SeccompCondition::new(arg, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(mask), value)
-            .and_then(|c| SeccompRule::new(vec![c]))
-            .map_err(|e| SeccompError::Compile { which: "workload", source: e.into() })?;
+        let cond = SeccompCondition::new(
+            arg,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::MaskedEq(mask),
+            value,
+        )
+        .and_then(|c| SeccompRule::new(vec![c]))
+        .map_err(|e| SeccompError::Compile {
+            which: "workload",
+            source: e.into(),
+        })?;
         conditional.push((nr, vec![cond]));
     }
     let main = compile("workload", unconditional.chain(conditional), libc::EPERM)?;
-    let clone3 = compile("workload clone3", [(libc::SYS_clone3, vec![])].into_iter(), libc::ENOSYS)?;
+    let clone3 = compile(
+        "workload clone3",
+        [(libc::SYS_clone3, vec![])].into_iter(),
+        libc::ENOSYS,
+    )?;
     Ok(vec![main, clone3])
 }
 
@@ -134,15 +216,29 @@ fn compile(
     }
     let arch = std::env::consts::ARCH
         .try_into()
-        .map_err(|e: seccompiler::BackendError| SeccompError::Compile { which, source: e.into() })?;
-    SeccompFilter::new(map, SeccompAction::Allow, SeccompAction::Errno(errno as u32), arch)
-        .and_then(BpfProgram::try_from)
-        .map_err(|e| SeccompError::Compile { which, source: e.into() })
+        .map_err(|e: seccompiler::BackendError| SeccompError::Compile {
+            which,
+            source: e.into(),
+        })?;
+    SeccompFilter::new(
+        map,
+        SeccompAction::Allow,
+        SeccompAction::Errno(errno as u32),
+        arch,
+    )
+    .and_then(BpfProgram::try_from)
+    .map_err(|e| SeccompError::Compile {
+        which,
+        source: e.into(),
+    })
 }
 
 /// Applies the supervisor prelude to every thread of the supervisor.
 pub fn apply_to_supervisor(program: &BpfProgram) -> Result<()> {
-    seccompiler::apply_filter_all_threads(program).map_err(|source| SeccompError::Apply { which: "supervisor", source })
+    seccompiler::apply_filter_all_threads(program).map_err(|source| SeccompError::Apply {
+        which: "supervisor",
+        source,
+    })
 }
 
 /// Checks that the kernel accepts the workload programs by applying them to a throwaway thread
@@ -154,12 +250,13 @@ pub fn try_workload(programs: &[BpfProgram]) -> Result<()> {
             programs
                 .iter()
                 .try_for_each(|p| seccompiler::apply_filter(p))
-                .map_err(|source| SeccompError::Apply { which: "workload", source })
+                .map_err(|source| SeccompError::Apply {
+                    which: "workload",
+                    source,
+                })
         })
         .join()
-        .unwrap_or_else(|_| {
-            Err(SeccompError::Apply { which: "workload", source: seccompiler::Error::EmptyFilter })
-        })
+        .unwrap_or(Err(SeccompError::Thread))
     })
 }
 
@@ -175,8 +272,17 @@ mod tests {
             assert!(seen.insert(*nr), "syscall {nr} listed twice");
         }
         // The spawn path must keep what it needs.
-        for needed in [libc::SYS_setns, libc::SYS_setresuid, libc::SYS_setgroups, libc::SYS_seccomp, libc::SYS_prctl] {
-            assert!(!BLOCKED_EVERYWHERE.iter().any(|(n, _)| *n == needed), "{needed} is needed by the spawn path");
+        for needed in [
+            libc::SYS_setns,
+            libc::SYS_setresuid,
+            libc::SYS_setgroups,
+            libc::SYS_seccomp,
+            libc::SYS_prctl,
+        ] {
+            assert!(
+                !BLOCKED_EVERYWHERE.iter().any(|(n, _)| *n == needed),
+                "{needed} is needed by the spawn path"
+            );
         }
     }
 
@@ -190,18 +296,29 @@ mod tests {
     fn workload_filter_makes_io_uring_setup_fail_with_eperm_in_its_thread_only() {
         let programs = workload_filters().unwrap();
         let in_filtered_thread = std::thread::spawn(move || {
-            programs.iter().for_each(|p| seccompiler::apply_filter(p).unwrap());
+            programs
+                .iter()
+                .for_each(|p| seccompiler::apply_filter(p).unwrap());
             nix::errno::Errno::result(io_uring_setup())
         })
         .join()
         .unwrap();
         assert_eq!(in_filtered_thread, Err(nix::errno::Errno::EPERM));
         // This thread is unaffected: the call gets past seccomp (and fails on the bad pointer).
-        assert_ne!(nix::errno::Errno::result(io_uring_setup()), Err(nix::errno::Errno::EPERM));
+        assert_ne!(
+            nix::errno::Errno::result(io_uring_setup()),
+            Err(nix::errno::Errno::EPERM)
+        );
     }
 
     fn io_uring_setup() -> libc::c_long {
         // SAFETY: a null params pointer makes the kernel return EFAULT, touching no memory.
-        unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, std::ptr::null_mut::<libc::c_void>()) }
+        unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_setup,
+                1,
+                std::ptr::null_mut::<libc::c_void>(),
+            )
+        }
     }
 }

@@ -6,9 +6,9 @@
 use std::time::{Duration, Instant};
 
 use openshell_proto::v1::{
-    gateway_message, open_shell_client::OpenShellClient, supervisor_message, ReportMainProcessExitRequest,
-    ReportSupervisorErrorRequest, SupervisorHeartbeat, SupervisorHello, SupervisorMessage,
-    SupervisorStartupStage as Stage,
+    gateway_message, open_shell_client::OpenShellClient, supervisor_message,
+    ReportMainProcessExitRequest, ReportSupervisorErrorRequest, SupervisorHeartbeat,
+    SupervisorHello, SupervisorMessage, SupervisorStartupStage as Stage,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -55,7 +55,15 @@ impl SessionError {
         match self {
             SessionError::Connect { .. } | SessionError::Closed | SessionError::Timeout(_) => true,
             SessionError::Status(s) => {
-                matches!(s.code(), Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Internal | Code::Aborted | Code::ResourceExhausted)
+                matches!(
+                    s.code(),
+                    Code::Unavailable
+                        | Code::Unknown
+                        | Code::DeadlineExceeded
+                        | Code::Internal
+                        | Code::Aborted
+                        | Code::ResourceExhausted
+                )
             }
             SessionError::Setup(_) | SessionError::Rejected(_) => false,
         }
@@ -76,13 +84,20 @@ pub struct Gateway {
 
 impl Gateway {
     /// Checks the endpoint and token.
-    pub fn new(endpoint: &str, token: &str, sandbox_id: &str, instance_id: &str) -> Result<Gateway> {
+    pub fn new(
+        endpoint: &str,
+        token: &str,
+        sandbox_id: &str,
+        instance_id: &str,
+    ) -> Result<Gateway> {
         let parsed = Endpoint::from_shared(endpoint.to_string())
-            .map_err(|e| SessionError::Setup(format!("OPENSHELL_ENDPOINT={endpoint:?} is not a URL: {e}")))?
+            .map_err(|e| {
+                SessionError::Setup(format!("OPENSHELL_ENDPOINT={endpoint:?} is not a URL: {e}"))
+            })?
             .connect_timeout(CONNECT_TIMEOUT);
-        let auth = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| SessionError::Setup("OPENSHELL_SANDBOX_TOKEN is not valid header text".into()))?;
+        let auth = format!("Bearer {token}").parse().map_err(|_| {
+            SessionError::Setup("OPENSHELL_SANDBOX_TOKEN is not valid header text".into())
+        })?;
         Ok(Gateway {
             endpoint: parsed,
             shown: endpoint.into(),
@@ -93,16 +108,21 @@ impl Gateway {
     }
 
     async fn client(&self) -> Result<OpenShellClient<Channel>> {
-        let channel = self.endpoint.connect().await.map_err(|e| SessionError::Connect {
-            endpoint: self.shown.clone(),
-            detail: error_chain(&e),
-        })?;
+        let channel = self
+            .endpoint
+            .connect()
+            .await
+            .map_err(|e| SessionError::Connect {
+                endpoint: self.shown.clone(),
+                detail: error_chain(&e),
+            })?;
         Ok(OpenShellClient::new(channel))
     }
 
     fn request<T>(&self, message: T) -> Request<T> {
         let mut req = Request::new(message);
-        req.metadata_mut().insert("authorization", self.auth.clone());
+        req.metadata_mut()
+            .insert("authorization", self.auth.clone());
         req
     }
 
@@ -116,7 +136,10 @@ impl Gateway {
         };
         self.until_acknowledged(bound, || async {
             let mut client = self.client().await?;
-            client.report_supervisor_error(self.request(req.clone())).await.map_err(SessionError::Status)?;
+            client
+                .report_supervisor_error(self.request(req.clone()))
+                .await
+                .map_err(SessionError::Status)?;
             Ok(())
         })
         .await
@@ -131,7 +154,10 @@ impl Gateway {
         };
         self.until_acknowledged(bound, || async {
             let mut client = self.client().await?;
-            client.report_main_process_exit(self.request(req.clone())).await.map_err(SessionError::Status)?;
+            client
+                .report_main_process_exit(self.request(req.clone()))
+                .await
+                .map_err(SessionError::Status)?;
             Ok(())
         })
         .await
@@ -151,10 +177,11 @@ impl Gateway {
                 Ok(Err(e)) => e,
                 Err(_) => return Err(SessionError::Timeout(bound)),
             };
-            if !err.retryable() || Instant::now() + backoff >= deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !err.retryable() || left.is_zero() {
                 return Err(err);
             }
-            tokio::time::sleep(backoff).await;
+            tokio::time::sleep(backoff.min(left)).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
@@ -162,7 +189,9 @@ impl Gateway {
     /// Opens a session: hello, then waits for `SessionAccepted`.
     pub async fn open(&self, hello: &SupervisorHello) -> Result<Session> {
         let (tx, rx) = mpsc::channel(8);
-        let hello_msg = SupervisorMessage { payload: Some(supervisor_message::Payload::Hello(hello.clone())) };
+        let hello_msg = SupervisorMessage {
+            payload: Some(supervisor_message::Payload::Hello(hello.clone())),
+        };
         tx.send(hello_msg).await.map_err(|_| SessionError::Closed)?;
         let opening = async {
             let mut client = self.client().await?;
@@ -182,22 +211,35 @@ impl Gateway {
                             };
                             return Ok((inbound, heartbeat, a.session_id));
                         }
-                        Some(gateway_message::Payload::SessionRejected(r)) => return Err(SessionError::Rejected(r.reason)),
+                        Some(gateway_message::Payload::SessionRejected(r)) => {
+                            return Err(SessionError::Rejected(r.reason))
+                        }
                         _ => continue,
                     },
                 }
             }
         };
-        let (inbound, heartbeat, session_id) = tokio::time::timeout(CONNECT_TIMEOUT + ACCEPT_TIMEOUT, opening)
-            .await
-            .map_err(|_| SessionError::Timeout(CONNECT_TIMEOUT + ACCEPT_TIMEOUT))??;
-        Ok(Session { tx, inbound, heartbeat, session_id })
+        let (inbound, heartbeat, session_id) =
+            tokio::time::timeout(CONNECT_TIMEOUT + ACCEPT_TIMEOUT, opening)
+                .await
+                .map_err(|_| SessionError::Timeout(CONNECT_TIMEOUT + ACCEPT_TIMEOUT))??;
+        Ok(Session {
+            tx,
+            inbound,
+            heartbeat,
+            session_id,
+        })
     }
 
     /// Holds sessions for as long as the returned task runs: the first attempts go on until
     /// `first_bound`, and `first` learns how they ended; after that, every lost session is
     /// reopened with bounded exponential backoff (the gateway may restart).
-    pub async fn maintain(&self, hello: SupervisorHello, first_bound: Duration, first: oneshot::Sender<Result<()>>) {
+    pub async fn maintain(
+        &self,
+        hello: SupervisorHello,
+        first_bound: Duration,
+        first: oneshot::Sender<Result<()>>,
+    ) {
         let start = Instant::now();
         let mut first = Some(first);
         let mut backoff = BACKOFF_MIN;
@@ -213,11 +255,16 @@ impl Gateway {
                     tracing::warn!("gateway session lost ({ended}); reconnecting");
                 }
                 Err(e) => {
-                    if first.is_some() && (!e.retryable() || start.elapsed() + backoff >= first_bound) {
+                    let left = first_bound.saturating_sub(start.elapsed());
+                    if first.is_some() && (!e.retryable() || left.is_zero()) {
                         if let Some(tx) = first.take() {
                             let _ = tx.send(Err(e));
                         }
                         return;
+                    }
+                    if first.is_some() {
+                        // Keep trying until the first session's bound, not past it.
+                        backoff = backoff.min(left);
                     }
                     tracing::warn!("gateway session: {e}; retrying in {backoff:?}");
                 }

@@ -36,13 +36,22 @@ pub enum SpawnError {
     Netns(Errno),
     /// The privilege drop failed or did not hold.
     #[error("dropping privileges to {user} ({uid}:{gid}) failed: {} ({})", .errno, .errno.desc())]
-    Privileges { user: String, uid: u32, gid: u32, errno: Errno },
+    Privileges {
+        user: String,
+        uid: u32,
+        gid: u32,
+        errno: Errno,
+    },
     /// The workload filter was refused.
     #[error("applying the workload seccomp filter failed: {} ({})", .0, .0.desc())]
     Seccomp(Errno),
     /// `exec` failed.
     #[error("{program} is {what}")]
-    Exec { program: String, what: String, errno: Errno },
+    Exec {
+        program: String,
+        what: String,
+        errno: Errno,
+    },
     /// Anything else (pipes, fork).
     #[error("cannot start {program}: {source}")]
     Io {
@@ -97,15 +106,28 @@ pub struct Spawned {
 
 /// The supervisor's environment for its children: everything but the sandbox token, plus the
 /// identity's `HOME`, `USER` and `LOGNAME`, and a default `PATH` when there is none.
-pub fn child_env(vars: impl Iterator<Item = (OsString, OsString)>, id: &Identity) -> Vec<(OsString, OsString)> {
+pub fn child_env(
+    vars: impl Iterator<Item = (OsString, OsString)>,
+    id: &Identity,
+) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = vars
-        .filter(|(k, _)| k != openshell_proto::env::SANDBOX_TOKEN && !["HOME", "USER", "LOGNAME"].contains(&k.to_str().unwrap_or("")))
+        .filter(|(k, _)| {
+            k != openshell_proto::env::SANDBOX_TOKEN
+                && !["HOME", "USER", "LOGNAME"].contains(&k.to_str().unwrap_or(""))
+        })
         .collect();
-    for (k, v) in [("HOME", &id.home), ("USER", &id.user), ("LOGNAME", &id.user)] {
+    for (k, v) in [
+        ("HOME", &id.home),
+        ("USER", &id.user),
+        ("LOGNAME", &id.user),
+    ] {
         env.push((k.into(), v.into()));
     }
     if !env.iter().any(|(k, _)| k == "PATH") {
-        env.push(("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()));
+        env.push((
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ));
     }
     env
 }
@@ -114,17 +136,26 @@ impl Spawner {
     /// Starts `argv` through the spawn path; `capture_stderr` pipes its stderr (boot hook).
     pub fn spawn(&self, argv: &[String], capture_stderr: bool) -> Result<Spawned> {
         let program = argv.first().cloned().unwrap_or_default();
-        let io = |source| SpawnError::Io { program: program.clone(), source };
+        let io = |source| SpawnError::Io {
+            program: program.clone(),
+            source,
+        };
         let (step_r, step_w) = sys::pipe().map_err(|e| io(e.into()))?;
         let mut cmd = Command::new(&program);
-        cmd.args(&argv[1..]).env_clear().envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.args(&argv[1..])
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         if capture_stderr {
             // No /dev/null needed in the root: stdin is a pipe whose writer is dropped.
             cmd.stdin(Stdio::piped()).stderr(Stdio::piped());
         }
         let step_fd = step_w.as_raw_fd();
         let netns_fd = self.netns.as_ref().map(Netns::fd);
-        let (uid, gid, groups) = (self.identity.uid, self.identity.gid, self.identity.groups.clone());
+        let (uid, gid, groups) = (
+            self.identity.uid,
+            self.identity.gid,
+            self.identity.groups.clone(),
+        );
         let programs = self.seccomp.clone().unwrap_or_default();
         let pre_exec = move || -> std::io::Result<()> {
             let fail = |step: u8, e: Errno| {
@@ -153,7 +184,10 @@ impl Spawner {
             Ok(mut child) => {
                 drop(child.stdin.take());
                 let stderr = child.stderr.take().map(OwnedFd::from);
-                Ok(Spawned { pid: child.id() as i32, stderr })
+                Ok(Spawned {
+                    pid: child.id() as i32,
+                    stderr,
+                })
             }
             Err(e) => Err(self.failure(&program, step_r, e)),
         }
@@ -178,15 +212,22 @@ impl Spawner {
                 what: exec_failure(errno),
                 errno,
             },
-            _ => SpawnError::Io { program: program.into(), source: e },
+            _ => SpawnError::Io {
+                program: program.into(),
+                source: e,
+            },
         }
     }
 }
 
 fn exec_failure(errno: Errno) -> String {
     match errno {
-        Errno::EACCES => "not executable (permission denied: it is exec'd directly, check its exec bit)".into(),
-        Errno::ENOENT => "not found, or its #! interpreter is missing (no such file or directory)".into(),
+        Errno::EACCES => {
+            "not executable (permission denied: it is exec'd directly, check its exec bit)".into()
+        }
+        Errno::ENOENT => {
+            "not found, or its #! interpreter is missing (no such file or directory)".into()
+        }
         Errno::ENOEXEC => "not a valid executable (exec format error: missing #! line?)".into(),
         e => format!("not executable: {} ({})", e, e.desc()),
     }
@@ -230,10 +271,20 @@ mod tests {
 
     #[test]
     fn child_environment_has_no_token_and_the_identity_home() {
-        let id = Identity { user: "sandbox".into(), uid: 1000, gid: 1000, groups: vec![1000], home: "/sandbox".into() };
-        let vars = [("OPENSHELL_SANDBOX_TOKEN", "secret"), ("HOME", "/root"), ("A", "b")]
-            .into_iter()
-            .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let id = Identity {
+            user: "sandbox".into(),
+            uid: 1000,
+            gid: 1000,
+            groups: vec![1000],
+            home: "/sandbox".into(),
+        };
+        let vars = [
+            ("OPENSHELL_SANDBOX_TOKEN", "secret"),
+            ("HOME", "/root"),
+            ("A", "b"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
         let env = child_env(vars, &id);
         assert!(!env.iter().any(|(k, _)| k == "OPENSHELL_SANDBOX_TOKEN"));
         assert!(env.contains(&("HOME".into(), "/sandbox".into())));

@@ -64,7 +64,10 @@ pub struct Failure {
 }
 
 fn fail(stage: Stage, e: impl std::fmt::Display) -> Failure {
-    Failure { stage, message: e.to_string() }
+    Failure {
+        stage,
+        message: e.to_string(),
+    }
 }
 
 /// Runs the supervisor; returns its exit status.
@@ -81,7 +84,10 @@ pub async fn run(cfg: Config) -> i32 {
         Ok(code) => code,
         Err(failure) => {
             eprintln!("openshell-supervisor: startup failed: {failure}");
-            if let Err(e) = gateway.report_error(failure.stage, &failure.message, REPORT_BOUND).await {
+            if let Err(e) = gateway
+                .report_error(failure.stage, &failure.message, REPORT_BOUND)
+                .await
+            {
                 eprintln!("openshell-supervisor: could not report the failure to the gateway: {e}");
             }
             EXIT_STARTUP_FAILED
@@ -98,10 +104,15 @@ async fn supervise(cfg: Config, gateway: &Arc<Gateway>, instance_id: &str) -> Re
         tracing::warn!("cannot become a child subreaper: {e}");
     }
     // 3. POLICY.
-    let policy = match policy::load(Path::new(openshell_proto::POLICY_PATH)).map_err(|e| fail(Stage::Policy, e))? {
+    let policy = match policy::load(Path::new(openshell_proto::POLICY_PATH))
+        .map_err(|e| fail(Stage::Policy, e))?
+    {
         Some(p) => p,
         None => {
-            tracing::info!("no {}; using the default policy", openshell_proto::POLICY_PATH);
+            tracing::info!(
+                "no {}; using the default policy",
+                openshell_proto::POLICY_PATH
+            );
             Policy::default_policy()
         }
     };
@@ -113,14 +124,21 @@ async fn supervise(cfg: Config, gateway: &Arc<Gateway>, instance_id: &str) -> Re
     let netns = enforce(&settings, Subsystem::Netns, &mut degraded, || {
         Netns::create().map_err(|e| (e.detail(), fail(Stage::Netns, e)))
     })?;
-    enforce(&settings, Subsystem::SupervisorSeccomp, &mut degraded, || {
-        seccomp::supervisor_filter()
-            .and_then(|p| seccomp::apply_to_supervisor(&p))
-            .map_err(|e| (e.detail(), fail(Stage::SupervisorSeccomp, e)))
-    })?;
+    enforce(
+        &settings,
+        Subsystem::SupervisorSeccomp,
+        &mut degraded,
+        || {
+            seccomp::supervisor_filter()
+                .and_then(|p| seccomp::apply_to_supervisor(&p))
+                .map_err(|e| (e.detail(), fail(Stage::SupervisorSeccomp, e)))
+        },
+    )?;
     let workload = enforce(&settings, Subsystem::WorkloadSeccomp, &mut degraded, || {
-        let programs = seccomp::workload_filters().map_err(|e| (e.detail(), fail(Stage::WorkloadSeccomp, &e)))?;
-        seccomp::try_workload(&programs).map_err(|e| (e.detail(), fail(Stage::WorkloadSeccomp, e)))?;
+        let programs = seccomp::workload_filters()
+            .map_err(|e| (e.detail(), fail(Stage::WorkloadSeccomp, &e)))?;
+        seccomp::try_workload(&programs)
+            .map_err(|e| (e.detail(), fail(Stage::WorkloadSeccomp, e)))?;
         Ok(programs)
     })?;
     let spawner = Spawner {
@@ -131,28 +149,43 @@ async fn supervise(cfg: Config, gateway: &Arc<Gateway>, instance_id: &str) -> Re
         reaper: reaper.clone(),
     };
     // 7. BOOT_HOOK.
-    hook::run(&spawner, &reaper, Path::new(openshell_proto::BOOT_HOOK_PATH), settings.hook_timeout)
-        .await
-        .map_err(|e| match e {
-            hook::HookError::Spawn(s) => fail(s.stage(Stage::BootHook), s),
-            other => fail(Stage::BootHook, other),
-        })?;
+    hook::run(
+        &spawner,
+        &reaper,
+        Path::new(openshell_proto::BOOT_HOOK_PATH),
+        settings.hook_timeout,
+    )
+    .await
+    .map_err(|e| match e {
+        hook::HookError::Spawn(s) => fail(s.stage(Stage::BootHook), s),
+        other => fail(Stage::BootHook, other),
+    })?;
     // 8. SPAWN, then GATEWAY.
-    let main = spawner.spawn(&settings.command, false).map_err(|e| fail(e.stage(Stage::Spawn), e))?;
+    let main = spawner
+        .spawn(&settings.command, false)
+        .map_err(|e| fail(e.stage(Stage::Spawn), e))?;
     tracing::info!(pid = main.pid, command = ?settings.command, "main process started");
-    let hello = SupervisorHello { sandbox_id: cfg.sandbox_id.clone(), instance_id: instance_id.into(), degraded };
+    let hello = SupervisorHello {
+        sandbox_id: cfg.sandbox_id.clone(),
+        instance_id: instance_id.into(),
+        degraded,
+    };
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
     let holder = {
         let gateway = gateway.clone();
         tokio::spawn(async move { gateway.maintain(hello, FIRST_SESSION_BOUND, first_tx).await })
     };
-    let first = first_rx.await.unwrap_or(Err(crate::session::SessionError::Closed));
+    let first = first_rx
+        .await
+        .unwrap_or(Err(crate::session::SessionError::Closed));
     if let Err(e) = first {
         let _ = sys::kill(-main.pid, Signal::SIGKILL);
         return Err(fail(Stage::Gateway, e));
     }
     // 9. Wait, report, exit.
-    let exit = wait_forwarding_signals(&reaper, main.pid).await.map_err(|e| fail(Stage::Other, e))?;
+    let exit = wait_forwarding_signals(&reaper, main.pid)
+        .await
+        .map_err(|e| fail(Stage::Other, e))?;
     tracing::info!("main process {exit}");
     if let Err(e) = gateway.report_exit(exit.code(), EXIT_REPORT_BOUND).await {
         tracing::error!("could not report the main process exit: {e}");
@@ -174,14 +207,22 @@ fn enforce<T>(
         detail,
     };
     if settings.skip.contains(&which) {
-        tracing::warn!("{} skipped: declared in {}", which.name(), openshell_proto::env::SKIP_BOOTSTRAP);
+        tracing::warn!(
+            "{} skipped: declared in {}",
+            which.name(),
+            openshell_proto::env::SKIP_BOOTSTRAP
+        );
         degraded.push(entry("skipped", String::new()));
         return Ok(None);
     }
     match attempt() {
         Ok(v) => Ok(Some(v)),
         Err((detail, failure)) if settings.best_effort => {
-            tracing::warn!("{} failed and is tolerated (best-effort mode): {}", which.name(), failure.message);
+            tracing::warn!(
+                "{} failed and is tolerated (best-effort mode): {}",
+                which.name(),
+                failure.message
+            );
             degraded.push(entry("failed", detail));
             Ok(None)
         }
@@ -189,7 +230,10 @@ fn enforce<T>(
     }
 }
 
-async fn wait_forwarding_signals(reaper: &Reaper, pid: i32) -> Result<crate::reaper::Exit, crate::reaper::ReaperError> {
+async fn wait_forwarding_signals(
+    reaper: &Reaper,
+    pid: i32,
+) -> Result<crate::reaper::Exit, crate::reaper::ReaperError> {
     let mut term = signal(SignalKind::terminate()).map_err(crate::reaper::ReaperError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(crate::reaper::ReaperError::Signal)?;
     let wait = reaper.wait(pid);
@@ -214,7 +258,10 @@ fn forward(pid: i32, signal: Signal) {
 pub fn new_instance_id() -> String {
     let mut bytes = [0u8; 16];
     if sys::getrandom(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         bytes = (nanos ^ u128::from(std::process::id())).to_le_bytes();
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()

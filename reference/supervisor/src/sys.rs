@@ -109,7 +109,14 @@ pub fn drop_bounding_set() -> Result<()> {
 pub fn clear_ambient() -> Result<()> {
     // SAFETY: prctl(PR_CAP_AMBIENT, CLEAR_ALL) takes no pointers.
     let rc = unsafe {
-        libc::syscall(libc::SYS_prctl, libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+        libc::syscall(
+            libc::SYS_prctl,
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
     };
     match check(rc) {
         Err(Errno::EINVAL) => Ok(()),
