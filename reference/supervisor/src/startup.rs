@@ -100,6 +100,8 @@ async fn supervise(cfg: Config, gateway: &Arc<Gateway>, instance_id: &str) -> Re
     let settings = cfg.rest.map_err(|e| fail(Stage::Config, e))?;
     // 2. Reaper.
     let reaper = Reaper::start().map_err(|e| fail(Stage::Other, e))?;
+    // Handlers now: as PID 1, a SIGTERM without a handler would be dropped (docker stop).
+    let signals = Signals::install().map_err(|e| fail(Stage::Other, e))?;
     if let Err(e) = sys::set_child_subreaper() {
         tracing::warn!("cannot become a child subreaper: {e}");
     }
@@ -183,7 +185,7 @@ async fn supervise(cfg: Config, gateway: &Arc<Gateway>, instance_id: &str) -> Re
         return Err(fail(Stage::Gateway, e));
     }
     // 9. Wait, report, exit.
-    let exit = wait_forwarding_signals(&reaper, main.pid)
+    let exit = wait_forwarding_signals(&reaper, signals, main.pid)
         .await
         .map_err(|e| fail(Stage::Other, e))?;
     tracing::info!("main process {exit}");
@@ -230,19 +232,35 @@ fn enforce<T>(
     }
 }
 
+/// SIGTERM and SIGINT, watched from startup on; forwarded to the main process once it runs
+/// (one that arrived during startup is forwarded as soon as it starts).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, crate::reaper::ReaperError> {
+        let watch = |kind| signal(kind).map_err(crate::reaper::ReaperError::Signal);
+        Ok(Signals {
+            term: watch(SignalKind::terminate())?,
+            int: watch(SignalKind::interrupt())?,
+        })
+    }
+}
+
 async fn wait_forwarding_signals(
     reaper: &Reaper,
+    mut signals: Signals,
     pid: i32,
 ) -> Result<crate::reaper::Exit, crate::reaper::ReaperError> {
-    let mut term = signal(SignalKind::terminate()).map_err(crate::reaper::ReaperError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(crate::reaper::ReaperError::Signal)?;
     let wait = reaper.wait(pid);
     tokio::pin!(wait);
     loop {
         tokio::select! {
             exit = &mut wait => return exit,
-            _ = term.recv() => forward(pid, Signal::SIGTERM),
-            _ = int.recv() => forward(pid, Signal::SIGINT),
+            _ = signals.term.recv() => forward(pid, Signal::SIGTERM),
+            _ = signals.int.recv() => forward(pid, Signal::SIGINT),
         }
     }
 }

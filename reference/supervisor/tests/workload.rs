@@ -188,3 +188,40 @@ async fn session_sends_heartbeats_and_reconnects_with_the_same_instance_after_th
     );
     running.kill().await;
 }
+
+#[tokio::test]
+async fn sigterm_to_the_supervisor_is_forwarded_and_the_exit_reported_as_143() {
+    let root = Root::assemble("good");
+    let gw = GatewayDouble::start().await;
+    let running = Launch::default().start(&root, &gw.endpoint());
+    gw.expect(BOUND, "hello", |e| {
+        matches!(e, Event::Hello { .. }).then_some(())
+    })
+    .await;
+    // SAFETY: kill(2) with a pid and a signal number.
+    let rc = unsafe { libc::kill(running.supervisor_pid(), libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    let code = gw
+        .expect(BOUND, "exit report", |e| match e {
+            Event::Exit { report, .. } => Some(report.exit_code),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code, 128 + libc::SIGTERM);
+    assert_eq!(running.finish(BOUND).await.code, Some(128 + libc::SIGTERM));
+}
+
+#[tokio::test]
+async fn orphans_are_reaped_by_the_supervisor() {
+    // The main process leaves an orphan (a backgrounded `true` whose parent subshell exits at
+    // once); it is re-parented to the supervisor, PID 1. The main process then waits, with a
+    // deadline, until no zombie is left in the namespace: it exits 0 if the supervisor reaped
+    // the orphan, 1 if a zombie outlived the deadline.
+    let script = r#"(/bin/true &); i=0; while grep -q ') Z ' /proc/[0-9]*/stat; do i=$((i+1)); [ $i -gt 200 ] && exit 1; /bin/busybox usleep 20000; done; exit 0"#;
+    let root = Root::assemble("good");
+    let launch = Launch {
+        command: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
+        ..Default::default()
+    };
+    run_to_exit(&root, &launch, 0).await;
+}

@@ -193,6 +193,18 @@ impl Running {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The supervisor's pid as the host sees it (the waiter's only child).
+    pub fn supervisor_pid(&self) -> i32 {
+        let waiter = self.child.id().expect("waiter running");
+        let children = std::fs::read_to_string(format!("/proc/{waiter}/task/{waiter}/children"))
+            .expect("children");
+        children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the supervisor")
+    }
+
     /// What the supervisor printed so far.
     pub fn stderr_so_far(&self) -> String {
         self.stderr.lock().unwrap().clone()
