@@ -25,7 +25,11 @@ pub struct Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: expected {}; observed {}", self.requirement, self.expected, self.observed)?;
+        write!(
+            f,
+            "{}: expected {}; observed {}",
+            self.requirement, self.expected, self.observed
+        )?;
         if let Some(note) = &self.note {
             write!(f, " ({note})")?;
         }
@@ -61,7 +65,11 @@ impl fmt::Display for CaseError {
 pub type CaseResult<T = ()> = Result<T, CaseError>;
 
 /// A failure of `requirement`.
-pub fn fail(requirement: &str, expected: impl Into<String>, observed: impl Into<String>) -> CaseError {
+pub fn fail(
+    requirement: &str,
+    expected: impl Into<String>,
+    observed: impl Into<String>,
+) -> CaseError {
     CaseError::Failed(Box::new(Failure {
         requirement: requirement.to_string(),
         expected: expected.into(),
@@ -82,7 +90,12 @@ pub fn with_note(error: CaseError, note: Option<String>) -> CaseError {
 }
 
 /// `Ok(())` when `holds`, else a failure of `requirement`.
-pub fn ensure(holds: bool, requirement: &str, expected: &str, observed: impl FnOnce() -> String) -> CaseResult {
+pub fn ensure(
+    holds: bool,
+    requirement: &str,
+    expected: &str,
+    observed: impl FnOnce() -> String,
+) -> CaseResult {
     if holds {
         Ok(())
     } else {
@@ -129,14 +142,26 @@ mod tests {
     #[test]
     fn a_failure_names_requirement_expected_and_observed() {
         let e = ensure(false, "OSC-API-001", "InvalidArgument", || "Ok".into()).unwrap_err();
-        assert_eq!(e.to_string(), "OSC-API-001: expected InvalidArgument; observed Ok");
+        assert_eq!(
+            e.to_string(),
+            "OSC-API-001: expected InvalidArgument; observed Ok"
+        );
     }
 
     #[test]
     fn expect_code_reports_the_code_it_saw() {
         let r: Result<(), _> = Err(tonic::Status::not_found("no such sandbox"));
         let e = expect_code(r, tonic::Code::InvalidArgument, "OSC-API-002", "create").unwrap_err();
-        assert!(e.to_string().contains("observed NotFound: no such sandbox"), "{e}");
-        assert!(expect_code(Err::<(), _>(tonic::Status::not_found("")), tonic::Code::NotFound, "X", "get").is_ok());
+        assert!(
+            e.to_string().contains("observed NotFound: no such sandbox"),
+            "{e}"
+        );
+        assert!(expect_code(
+            Err::<(), _>(tonic::Status::not_found("")),
+            tonic::Code::NotFound,
+            "X",
+            "get"
+        )
+        .is_ok());
     }
 }

@@ -37,7 +37,13 @@ pub enum Driver {
 
 impl Driver {
     /// Every lane, in report order.
-    pub const ALL: [Driver; 5] = [Driver::Process, Driver::Docker, Driver::DockerRunsc, Driver::Vm, Driver::K3s];
+    pub const ALL: [Driver; 5] = [
+        Driver::Process,
+        Driver::Docker,
+        Driver::DockerRunsc,
+        Driver::Vm,
+        Driver::K3s,
+    ];
     /// The lanes this build can run.
     pub const AVAILABLE: [Driver; 3] = [Driver::Process, Driver::Docker, Driver::DockerRunsc];
 
@@ -89,7 +95,10 @@ impl Driver {
     /// The per-case timeout: `OPENSHELL_CONFORMANCE_TIMEOUT_<LANE>` (seconds, lane upper-cased
     /// with `_` for `-`) or the default.
     pub fn case_timeout(self) -> Duration {
-        let var = format!("OPENSHELL_CONFORMANCE_TIMEOUT_{}", self.name().to_uppercase().replace('-', "_"));
+        let var = format!(
+            "OPENSHELL_CONFORMANCE_TIMEOUT_{}",
+            self.name().to_uppercase().replace('-', "_")
+        );
         std::env::var(var)
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -117,7 +126,11 @@ impl FromStr for Driver {
 
 /// Parses a comma list of lanes (`process,docker,docker-runsc`); empty items are ignored.
 pub fn parse_lanes(list: &str) -> Result<Vec<Driver>> {
-    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Driver::from_str).collect()
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(Driver::from_str)
+        .collect()
 }
 
 /// The lanes `OPENSHELL_REQUIRE_LANES` lists (unknown names are reported as an error).
@@ -138,8 +151,14 @@ mod tests {
 
     #[test]
     fn lane_lists_parse_and_reject_unknown_names() {
-        assert_eq!(parse_lanes("process, docker-runsc,").unwrap(), vec![Driver::Process, Driver::DockerRunsc]);
-        assert!(parse_lanes("process,lxc").unwrap_err().to_string().contains("lxc"));
+        assert_eq!(
+            parse_lanes("process, docker-runsc,").unwrap(),
+            vec![Driver::Process, Driver::DockerRunsc]
+        );
+        assert!(parse_lanes("process,lxc")
+            .unwrap_err()
+            .to_string()
+            .contains("lxc"));
     }
 
     #[test]

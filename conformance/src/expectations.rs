@@ -76,12 +76,18 @@ pub struct Expectations {
 impl Expectations {
     /// Parses `text` (from `path`, for messages), checking every id against `known_ids`.
     pub fn parse(text: &str, path: &Path, known_ids: &[String]) -> Result<Expectations> {
-        let invalid = |message: String| ExpectationsError::Invalid { path: path.to_path_buf(), message };
+        let invalid = |message: String| ExpectationsError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
         let file: File = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         let mut entries = BTreeMap::new();
         for entry in file.case {
             if !known_ids.contains(&entry.id) {
-                return Err(invalid(format!("unknown case id {:?} (see `openshell-conformance list`)", entry.id)));
+                return Err(invalid(format!(
+                    "unknown case id {:?} (see `openshell-conformance list`)",
+                    entry.id
+                )));
             }
             if entry.reason.trim().is_empty() {
                 return Err(invalid(format!("case {:?} needs a reason", entry.id)));
@@ -95,8 +101,10 @@ impl Expectations {
 
     /// Reads and checks a file.
     pub fn load(path: &Path, known_ids: &[String]) -> Result<Expectations> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ExpectationsError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ExpectationsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Expectations::parse(&text, path, known_ids)
     }
 
@@ -132,7 +140,9 @@ mod tests {
     #[test]
     fn unknown_ids_are_an_error() {
         let text = "[[case]]\nid='fixture-nope'\nresult='failed'\nreason='r'\n";
-        let err = Expectations::parse(text, Path::new("e.toml"), &ids()).unwrap_err().to_string();
+        let err = Expectations::parse(text, Path::new("e.toml"), &ids())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown case id \"fixture-nope\""), "{err}");
     }
 }

@@ -35,7 +35,9 @@ pub enum GatewayError {
         source: std::io::Error,
     },
     /// The process did not print its address.
-    #[error("the gateway did not print `{LISTENING_PREFIX}ADDR` within {STARTUP_TIMEOUT:?}: {detail}")]
+    #[error(
+        "the gateway did not print `{LISTENING_PREFIX}ADDR` within {STARTUP_TIMEOUT:?}: {detail}"
+    )]
     NoAddress { detail: String },
     /// The endpoint could not be reached.
     #[error("connecting to {endpoint}: {source}")]
@@ -109,14 +111,24 @@ impl Gateway {
         if !binary.exists() {
             return Err(GatewayError::Missing(binary.to_path_buf()));
         }
-        let tmp = tempfile::Builder::new().prefix("osc-gateway-").tempdir().map_err(GatewayError::StateDir)?;
+        let tmp = tempfile::Builder::new()
+            .prefix("osc-gateway-")
+            .tempdir()
+            .map_err(GatewayError::StateDir)?;
         let state_dir = tmp.path().join("state");
         std::fs::create_dir_all(&state_dir).map_err(GatewayError::StateDir)?;
         let stderr_path = tmp.path().join("gateway.stderr");
         let stderr = std::fs::File::create(&stderr_path).map_err(GatewayError::StateDir)?;
         let mut command = Command::new(binary);
         command
-            .args(["--listen", "127.0.0.1:0", "--db", ":memory:", "--driver", driver.gateway_driver()])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                ":memory:",
+                "--driver",
+                driver.gateway_driver(),
+            ])
             .arg("--state-dir")
             .arg(&state_dir)
             .stdin(Stdio::null())
@@ -126,9 +138,10 @@ impl Gateway {
         if driver == Driver::DockerRunsc {
             command.args(["--docker-runtime", "runsc"]);
         }
-        let mut child = command
-            .spawn()
-            .map_err(|source| GatewayError::Spawn { path: binary.to_path_buf(), source })?;
+        let mut child = command.spawn().map_err(|source| GatewayError::Spawn {
+            path: binary.to_path_buf(),
+            source,
+        })?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut lines = BufReader::new(stdout).lines();
         let first = tokio::time::timeout(STARTUP_TIMEOUT, lines.next_line()).await;
@@ -140,20 +153,40 @@ impl Gateway {
         let line = match first {
             Ok(Ok(Some(line))) => line,
             Ok(Ok(None)) => {
-                let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
-                return Err(GatewayError::NoAddress { detail: format!("it exited ({status}); stderr:\n{}", stderr_tail()) });
+                let status = child
+                    .wait()
+                    .await
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                return Err(GatewayError::NoAddress {
+                    detail: format!("it exited ({status}); stderr:\n{}", stderr_tail()),
+                });
             }
-            Ok(Err(e)) => return Err(GatewayError::NoAddress { detail: e.to_string() }),
-            Err(_) => return Err(GatewayError::NoAddress { detail: format!("timeout; stderr:\n{}", stderr_tail()) }),
+            Ok(Err(e)) => {
+                return Err(GatewayError::NoAddress {
+                    detail: e.to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(GatewayError::NoAddress {
+                    detail: format!("timeout; stderr:\n{}", stderr_tail()),
+                })
+            }
         };
         let Some(addr) = line.strip_prefix(LISTENING_PREFIX) else {
-            return Err(GatewayError::NoAddress { detail: format!("first line was {line:?}") });
+            return Err(GatewayError::NoAddress {
+                detail: format!("first line was {line:?}"),
+            });
         };
         // Keep draining stdout so the gateway never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Gateway {
             endpoint: format!("http://{}", addr.trim()),
-            description: format!("{} --driver {} (started by the suite)", binary.display(), driver.gateway_driver()),
+            description: format!(
+                "{} --driver {} (started by the suite)",
+                binary.display(),
+                driver.gateway_driver()
+            ),
             state_dir: Some(state_dir),
             child: Some(child),
             _tmp: Some(tmp),
@@ -163,24 +196,34 @@ impl Gateway {
     /// A client of the gateway.
     pub async fn connect(&self) -> Result<OpenShellClient<Channel>> {
         let endpoint = Channel::from_shared(self.endpoint.clone())
-            .map_err(|e| GatewayError::NoAddress { detail: format!("bad endpoint {}: {e}", self.endpoint) })?
+            .map_err(|e| GatewayError::NoAddress {
+                detail: format!("bad endpoint {}: {e}", self.endpoint),
+            })?
             .connect_timeout(Duration::from_secs(10));
         let channel = endpoint
             .connect()
             .await
-            .map_err(|source| GatewayError::Connect { endpoint: self.endpoint.clone(), source })?;
+            .map_err(|source| GatewayError::Connect {
+                endpoint: self.endpoint.clone(),
+                source,
+            })?;
         Ok(OpenShellClient::new(channel))
     }
 
     /// Stops a started gateway: SIGTERM, then kill after 10 s.
     pub async fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
             // SAFETY: kill(2) with a pid this process spawned and has not yet reaped; no memory
             // is passed.
             unsafe { libc::kill(pid, libc::SIGTERM) };
         }
-        if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .is_err()
+        {
             let _ = child.kill().await;
         }
     }

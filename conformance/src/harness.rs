@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use openshell_proto::labels;
 use openshell_proto::v1::open_shell_client::OpenShellClient;
 use openshell_proto::v1::{
-    CreateSandboxRequest, DeleteSandboxRequest, GetSandboxRequest, ListSandboxesRequest, Sandbox, SandboxSpec,
-    SandboxTemplate,
+    CreateSandboxRequest, DeleteSandboxRequest, GetSandboxRequest, ListSandboxesRequest, Sandbox,
+    SandboxSpec, SandboxTemplate,
 };
-use openshell_proto::labels;
 use tonic::transport::Channel;
 
 use crate::check::{fail, skip, CaseError, CaseResult};
@@ -62,6 +62,9 @@ pub struct CreateOpts {
     pub command: Vec<String>,
     /// Extra labels.
     pub labels: Vec<(String, String)>,
+    /// Leave out the lane's environment ([`crate::spec::catalog::fixture_env`]), e.g. to test
+    /// strict mode under gVisor.
+    pub without_lane_env: bool,
 }
 
 impl CreateOpts {
@@ -145,7 +148,11 @@ impl Harness {
 
     /// The image reference of `fixture`; a missing one skips the case.
     pub fn image(&self, fixture: &str) -> CaseResult<String> {
-        self.inner.images.get(fixture).map(str::to_string).map_err(skip)
+        self.inner
+            .images
+            .get(fixture)
+            .map(str::to_string)
+            .map_err(skip)
     }
 
     /// The labels every sandbox of this case carries.
@@ -178,52 +185,131 @@ impl Harness {
     }
 
     /// Sends a create request as is (bad-request cases); a created sandbox is remembered.
-    pub async fn create_raw(&self, request: CreateSandboxRequest) -> Result<Sandbox, tonic::Status> {
+    pub async fn create_raw(
+        &self,
+        request: CreateSandboxRequest,
+    ) -> Result<Sandbox, tonic::Status> {
         let name = request.name.clone();
         let response = self.client().create_sandbox(request).await?.into_inner();
         let sandbox = response.sandbox.unwrap_or_default();
-        let id = sandbox.metadata.as_ref().map(|m| m.id.clone()).unwrap_or_default();
+        let id = sandbox
+            .metadata
+            .as_ref()
+            .map(|m| m.id.clone())
+            .unwrap_or_default();
         self.remember(Created { name, id });
         Ok(sandbox)
     }
 
     fn remember(&self, created: Created) {
-        self.inner.created.lock().unwrap_or_else(|p| p.into_inner()).push(created);
+        self.inner
+            .created
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(created);
     }
 
     /// Everything this case created.
     pub fn created(&self) -> Vec<Created> {
-        self.inner.created.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner
+            .created
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    /// Creates sandbox `<prefix>-<suffix>` from `fixture`; a refusal fails `requirement`.
-    pub async fn create(&self, suffix: &str, fixture: &str, opts: CreateOpts, requirement: &str) -> CaseResult<Created> {
+    /// Creates sandbox `<prefix>-<suffix>` from `fixture` with the lane's environment (unless
+    /// `opts` sets the bootstrap variables itself); a refusal fails `requirement`.
+    pub async fn create(
+        &self,
+        suffix: &str,
+        fixture: &str,
+        opts: CreateOpts,
+        requirement: &str,
+    ) -> CaseResult<Created> {
         let image = self.image(fixture)?;
         let name = self.name(suffix);
+        let mut opts = opts;
+        let bootstrap_set = opts.env.iter().any(|(k, _)| {
+            k == openshell_proto::env::BEST_EFFORT_FAILURES
+                || k == openshell_proto::env::SKIP_BOOTSTRAP
+        });
+        if !opts.without_lane_env && !bootstrap_set {
+            opts.env
+                .extend(crate::spec::catalog::fixture_env(self.inner.driver));
+        }
         let sandbox = self
             .create_raw(self.request(&name, &image, &opts))
             .await
-            .map_err(|s| fail(requirement, format!("CreateSandbox {name} from {image} to succeed"), status_text(&s)))?;
+            .map_err(|s| {
+                fail(
+                    requirement,
+                    format!("CreateSandbox {name} from {image} to succeed"),
+                    status_text(&s),
+                )
+            })?;
         let id = sandbox.metadata.map(|m| m.id).unwrap_or_default();
         if id.is_empty() {
-            return Err(fail(requirement, "CreateSandbox to return the sandbox with its id", "an empty id"));
+            return Err(fail(
+                requirement,
+                "CreateSandbox to return the sandbox with its id",
+                "an empty id",
+            ));
         }
         Ok(Created { name, id })
     }
 
     /// Watches `created` (status and backend output) until it is Ready or Error or the case
     /// deadline passes; returns the last snapshot, failing `requirement` if it never got there.
-    pub async fn wait_terminal(&self, created: &Created, requirement: &str) -> CaseResult<Snapshot> {
-        let obs = self.watch_until(&created.id, true, Snapshot::is_terminal).await?;
-        match obs.last() {
-            Some(s) if s.is_terminal() => Ok(s),
-            last => Err(fail(
+    pub async fn wait_terminal(
+        &self,
+        created: &Created,
+        requirement: &str,
+    ) -> CaseResult<Snapshot> {
+        self.wait_for(
+            created,
+            requirement,
+            "Ready or Error",
+            Snapshot::is_terminal,
+        )
+        .await
+    }
+
+    /// Watches `created` until the phase is `phase` (`Ready` stops at Error too, `Error` waits
+    /// past Ready, since a main process may end after Ready).
+    pub async fn wait_phase(
+        &self,
+        created: &Created,
+        phase: &str,
+        requirement: &str,
+    ) -> CaseResult<Snapshot> {
+        if phase == "Error" {
+            self.wait_for(created, requirement, "Error", |s| s.phase == "Error")
+                .await
+        } else {
+            self.wait_terminal(created, requirement).await
+        }
+    }
+
+    /// Watches `created` until `until` holds on a snapshot; a deadline or an ended stream first
+    /// fails `requirement` with the last snapshot.
+    pub async fn wait_for(
+        &self,
+        created: &Created,
+        requirement: &str,
+        what: &str,
+        until: impl FnMut(&Snapshot) -> bool,
+    ) -> CaseResult<Snapshot> {
+        let obs = self.watch_until(&created.id, false, until).await?;
+        match (obs.last(), &obs.end) {
+            (Some(s), crate::observe::End::Matched) => Ok(s),
+            (last, end) => Err(fail(
                 requirement,
-                format!("{} to reach Ready or Error", created.name),
+                format!("{} to reach {what}", created.name),
                 format!(
-                    "{} ({:?}) before the case deadline",
-                    last.map(|s| format!("phase {}", s.phase)).unwrap_or_else(|| "no event".into()),
-                    obs.end
+                    "{} ({end:?}) before the case deadline",
+                    last.map(|s| format!("last event {s}"))
+                        .unwrap_or_else(|| "no event".into()),
                 ),
             )),
         }
@@ -236,42 +322,84 @@ impl Harness {
         stop_on_terminal: bool,
         until: impl FnMut(&Snapshot) -> bool,
     ) -> CaseResult<Observation> {
-        let opts = WatchOpts { stop_on_terminal, follow_logs: true };
-        watch(&mut self.client(), id, opts, self.inner.deadline, &self.inner.journal, until)
-            .await
-            .map_err(|s| fail("OSC-API-005", "WatchSandbox to open a stream", status_text(&s)))
+        let opts = WatchOpts {
+            stop_on_terminal,
+            follow_logs: true,
+        };
+        watch(
+            &mut self.client(),
+            id,
+            opts,
+            self.inner.deadline,
+            &self.inner.journal,
+            until,
+        )
+        .await
+        .map_err(|s| {
+            fail(
+                "OSC-API-005",
+                "WatchSandbox to open a stream",
+                status_text(&s),
+            )
+        })
     }
 
     /// `GetSandbox`.
     pub async fn get(&self, name: &str) -> Result<Sandbox, tonic::Status> {
-        let response = self.client().get_sandbox(GetSandboxRequest { name: name.to_string(), ..Default::default() }).await?;
+        let response = self
+            .client()
+            .get_sandbox(GetSandboxRequest {
+                name: name.to_string(),
+                ..Default::default()
+            })
+            .await?;
         Ok(response.into_inner().sandbox.unwrap_or_default())
     }
 
     /// `DeleteSandbox`.
     pub async fn delete(&self, name: &str) -> Result<bool, tonic::Status> {
-        let response =
-            self.client().delete_sandbox(DeleteSandboxRequest { name: name.to_string(), ..Default::default() }).await?;
+        let response = self
+            .client()
+            .delete_sandbox(DeleteSandboxRequest {
+                name: name.to_string(),
+                ..Default::default()
+            })
+            .await?;
         Ok(response.into_inner().deleted)
     }
 
     /// `ListSandboxes` with a label selector.
     pub async fn list(&self, selector: &str) -> Result<Vec<Sandbox>, tonic::Status> {
-        let request = ListSandboxesRequest { label_selector: selector.to_string(), ..Default::default() };
-        Ok(self.client().list_sandboxes(request).await?.into_inner().sandboxes)
+        let request = ListSandboxesRequest {
+            label_selector: selector.to_string(),
+            ..Default::default()
+        };
+        Ok(self
+            .client()
+            .list_sandboxes(request)
+            .await?
+            .into_inner()
+            .sandboxes)
     }
 
     /// The backend resources of sandbox `id` (none when the lane has no backend view).
     pub async fn resources(&self, id: &str) -> CaseResult<Vec<Resource>> {
         match self.backend() {
-            Some(b) => b.of_sandbox(id).await.map_err(|e| CaseError::Skipped(format!("backend not readable: {e}"))),
+            Some(b) => b
+                .of_sandbox(id)
+                .await
+                .map_err(|e| CaseError::Skipped(format!("backend not readable: {e}"))),
             None => Err(skip("no backend view for this lane")),
         }
     }
 
     /// Waits (bounded by `limit` and the case deadline, re-checking every 100 ms) until sandbox
     /// `id` has no backend resource left; returns what is left at the end.
-    pub async fn wait_resources_gone(&self, id: &str, limit: Duration) -> CaseResult<Vec<Resource>> {
+    pub async fn wait_resources_gone(
+        &self,
+        id: &str,
+        limit: Duration,
+    ) -> CaseResult<Vec<Resource>> {
         let end = (Instant::now() + limit).min(self.inner.deadline);
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {

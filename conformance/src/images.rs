@@ -33,8 +33,12 @@ pub struct Images {
 
 /// The default inputs: the gateway binary's siblings and `/bin/busybox`, each overridable.
 pub fn default_inputs(gateway_bin: &Path) -> Inputs {
-    let dir = gateway_bin.parent().map(Path::to_path_buf).unwrap_or_default();
-    let pick = |var: &str, default: PathBuf| std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
+    let dir = gateway_bin
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let pick =
+        |var: &str, default: PathBuf| std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
     Inputs {
         supervisor: pick("OPENSHELL_SUPERVISOR_BIN", dir.join("openshell-supervisor")),
         busybox: pick("OPENSHELL_BUSYBOX", PathBuf::from("/bin/busybox")),
@@ -45,7 +49,10 @@ pub fn default_inputs(gateway_bin: &Path) -> Inputs {
 impl Images {
     /// Computes every fixture's reference from `inputs`, then applies `OPENSHELL_FIXTURE_IMAGES`.
     pub fn compute(catalog: &Catalog, inputs: &Inputs) -> Result<Images> {
-        let mut images = Images { refs: BTreeMap::new(), unavailable: None };
+        let mut images = Images {
+            refs: BTreeMap::new(),
+            unavailable: None,
+        };
         let missing: Vec<String> = [&inputs.supervisor, &inputs.busybox, &inputs.probe]
             .into_iter()
             .filter(|p| !p.exists())
@@ -55,9 +62,13 @@ impl Images {
             for fixture in catalog.fixtures() {
                 match content_hash(catalog, fixture, inputs) {
                     Ok(hash) => {
-                        images.refs.insert(fixture.name.clone(), image_ref(&fixture.name, &hash));
+                        images
+                            .refs
+                            .insert(fixture.name.clone(), image_ref(&fixture.name, &hash));
                     }
-                    Err(e) => images.unavailable = Some(format!("hashing fixture {}: {e}", fixture.name)),
+                    Err(e) => {
+                        images.unavailable = Some(format!("hashing fixture {}: {e}", fixture.name))
+                    }
                 }
             }
         } else {
@@ -75,13 +86,20 @@ impl Images {
 
     /// Explicit references (tests, vendors).
     pub fn from_map(refs: BTreeMap<String, String>) -> Images {
-        Images { refs, unavailable: None }
+        Images {
+            refs,
+            unavailable: None,
+        }
     }
 
     fn apply_overrides(&mut self, path: &Path) -> Result<()> {
-        let bad = |message: String| ImagesError::Overrides { path: path.to_path_buf(), message };
+        let bad = |message: String| ImagesError::Overrides {
+            path: path.to_path_buf(),
+            message,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        let map: BTreeMap<String, String> = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let map: BTreeMap<String, String> =
+            toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
         self.refs.extend(map);
         if !self.refs.is_empty() {
             self.unavailable = None;
@@ -125,6 +143,9 @@ mod tests {
         };
         let images = Images::compute(&catalog, &inputs).unwrap();
         let why = images.get("good").unwrap_err();
-        assert!(why.contains("/nonexistent/sup") && why.contains("/nonexistent/probe"), "{why}");
+        assert!(
+            why.contains("/nonexistent/sup") && why.contains("/nonexistent/probe"),
+            "{why}"
+        );
     }
 }

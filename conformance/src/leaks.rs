@@ -51,19 +51,32 @@ impl Backend {
     /// Every resource of sandbox `id`.
     pub async fn of_sandbox(&self, id: &str) -> Result<Vec<Resource>, String> {
         match self {
-            Backend::Process { state_dir } => Ok(process_resources(state_dir.as_deref(), |sid, _| sid == id)),
-            Backend::Docker(docker) => docker_containers(docker, &format!("{}={id}", labels::SANDBOX_ID)).await,
+            Backend::Process { state_dir } => {
+                Ok(process_resources(state_dir.as_deref(), |sid, _| sid == id))
+            }
+            Backend::Docker(docker) => {
+                docker_containers(docker, &format!("{}={id}", labels::SANDBOX_ID)).await
+            }
         }
     }
 
     /// Every resource labelled with run `run_id` (or, for processes without labels, belonging to
     /// one of `sandbox_ids`).
-    pub async fn of_run(&self, run_id: &str, sandbox_ids: &[String]) -> Result<Vec<Resource>, String> {
+    pub async fn of_run(
+        &self,
+        run_id: &str,
+        sandbox_ids: &[String],
+    ) -> Result<Vec<Resource>, String> {
         match self {
-            Backend::Process { state_dir } => Ok(process_resources(state_dir.as_deref(), |sid, labels| {
-                sandbox_ids.iter().any(|s| s == sid) || labels.get(labels::RUN_ID).is_some_and(|r| r == run_id)
-            })),
-            Backend::Docker(docker) => docker_containers(docker, &format!("{}={run_id}", labels::RUN_ID)).await,
+            Backend::Process { state_dir } => {
+                Ok(process_resources(state_dir.as_deref(), |sid, labels| {
+                    sandbox_ids.iter().any(|s| s == sid)
+                        || labels.get(labels::RUN_ID).is_some_and(|r| r == run_id)
+                }))
+            }
+            Backend::Docker(docker) => {
+                docker_containers(docker, &format!("{}={run_id}", labels::RUN_ID)).await
+            }
         }
     }
 }
@@ -71,7 +84,10 @@ impl Backend {
 async fn docker_containers(docker: &bollard::Docker, label: &str) -> Result<Vec<Resource>, String> {
     use bollard::query_parameters::ListContainersOptionsBuilder;
     let filters = std::collections::HashMap::from([("label", vec![label])]);
-    let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
     let list = docker
         .list_containers(Some(options))
         .await
@@ -82,7 +98,10 @@ async fn docker_containers(docker: &bollard::Docker, label: &str) -> Result<Vec<
             kind: "container".into(),
             name: format!(
                 "{} [{}]",
-                c.names.unwrap_or_default().join(",").trim_start_matches('/'),
+                c.names
+                    .unwrap_or_default()
+                    .join(",")
+                    .trim_start_matches('/'),
                 c.state.map(|s| s.to_string()).unwrap_or_default()
             ),
             labels: c.labels.unwrap_or_default().into_iter().collect(),
@@ -117,13 +136,26 @@ fn process_resources(
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let Some(pid) = name.to_str().filter(|s| s.bytes().all(|b| b.is_ascii_digit())) else { continue };
-            let Ok(root) = std::fs::read_link(entry.path().join("root")) else { continue };
+            let Some(pid) = name
+                .to_str()
+                .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+            else {
+                continue;
+            };
+            let Ok(root) = std::fs::read_link(entry.path().join("root")) else {
+                continue;
+            };
             let root = root.to_string_lossy().into_owned();
-            let Some((root_dir, id)) = sandbox_of_root(&root) else { continue };
+            let Some((root_dir, id)) = sandbox_of_root(&root) else {
+                continue;
+            };
             let labels = root_labels(&root_dir);
             if wanted(&id, &labels) {
-                out.push(Resource { kind: "process".into(), name: format!("pid {pid} (root {root})"), labels });
+                out.push(Resource {
+                    kind: "process".into(),
+                    name: format!("pid {pid} (root {root})"),
+                    labels,
+                });
             }
         }
     }
@@ -131,10 +163,16 @@ fn process_resources(
         if let Ok(entries) = std::fs::read_dir(&roots) {
             for entry in entries.flatten() {
                 let path = entry.path();
-                let Some((root_dir, id)) = sandbox_of_root(&path.to_string_lossy()) else { continue };
+                let Some((root_dir, id)) = sandbox_of_root(&path.to_string_lossy()) else {
+                    continue;
+                };
                 let labels = root_labels(&root_dir);
                 if wanted(&id, &labels) {
-                    out.push(Resource { kind: "root".into(), name: path.display().to_string(), labels });
+                    out.push(Resource {
+                        kind: "root".into(),
+                        name: path.display().to_string(),
+                        labels,
+                    });
                 }
             }
         }
@@ -152,7 +190,12 @@ mod tests {
             sandbox_of_root("/tmp/s/state/roots/abc (deleted)"),
             Some((PathBuf::from("/tmp/s/state/roots/abc"), "abc".into()))
         );
-        assert_eq!(sandbox_of_root("/tmp/s/state/roots/abc.labels.json").unwrap().1, "abc");
+        assert_eq!(
+            sandbox_of_root("/tmp/s/state/roots/abc.labels.json")
+                .unwrap()
+                .1,
+            "abc"
+        );
         assert_eq!(sandbox_of_root("/"), None);
     }
 
@@ -161,13 +204,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let roots = dir.path().join("roots");
         std::fs::create_dir_all(roots.join("sb1")).unwrap();
-        std::fs::write(roots.join("sb1.labels.json"), r#"{"openshell.run-id":"run-x","openshell.sandbox-id":"sb1"}"#)
-            .unwrap();
+        std::fs::write(
+            roots.join("sb1.labels.json"),
+            r#"{"openshell.run-id":"run-x","openshell.sandbox-id":"sb1"}"#,
+        )
+        .unwrap();
         std::fs::create_dir_all(roots.join("sb2")).unwrap();
-        let found = process_resources(Some(dir.path()), |_, l| l.get(labels::RUN_ID).is_some_and(|r| r == "run-x"));
+        let found = process_resources(Some(dir.path()), |_, l| {
+            l.get(labels::RUN_ID).is_some_and(|r| r == "run-x")
+        });
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(found.iter().all(|r| r.name.contains("sb1")), "{found:?}");
-        let other = process_resources(Some(dir.path()), |_, l| l.get(labels::RUN_ID).is_some_and(|r| r == "run-y"));
-        assert!(other.is_empty(), "another run's resources are never reported: {other:?}");
+        let other = process_resources(Some(dir.path()), |_, l| {
+            l.get(labels::RUN_ID).is_some_and(|r| r == "run-y")
+        });
+        assert!(
+            other.is_empty(),
+            "another run's resources are never reported: {other:?}"
+        );
     }
 }

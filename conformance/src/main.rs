@@ -16,7 +16,11 @@ use openshell_conformance::spec::{catalog, requirements};
 use openshell_conformance::{gateway, images};
 
 #[derive(Debug, Parser)]
-#[command(name = "openshell-conformance", version, about = "Conformance suite for the OpenShell sandbox lifecycle contract")]
+#[command(
+    name = "openshell-conformance",
+    version,
+    about = "Conformance suite for the OpenShell sandbox lifecycle contract"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -78,23 +82,40 @@ enum Command {
 }
 
 fn list(driver: Option<Driver>, with_requirements: bool) -> anyhow::Result<()> {
-    let fixtures = openshell_fixtures::Catalog::load_default().context("loading fixtures/manifest.toml")?;
+    let fixtures =
+        openshell_fixtures::Catalog::load_default().context("loading fixtures/manifest.toml")?;
     if with_requirements {
         for r in requirements::all() {
-            println!("{}  {:?}  {}  {}  {}", r.id, r.strength, r.level, r.source, r.group);
+            println!(
+                "{}  {:?}  {}  {}  {}",
+                r.id, r.strength, r.level, r.source, r.group
+            );
         }
         println!();
     }
     let cases = catalog::all(&fixtures);
     let width = cases.iter().map(|c| c.id.len()).max().unwrap_or(10);
-    for c in cases.iter().filter(|c| driver.is_none_or(|d| c.applies_to(d))) {
+    for c in cases
+        .iter()
+        .filter(|c| driver.is_none_or(|d| c.applies_to(d)))
+    {
         let drivers: Vec<&str> = c.drivers.iter().map(|d| d.name()).collect();
-        println!("{:<width$}  {:<8}  {:<40}  {}", c.id, c.level.name(), c.requirements.join(","), drivers.join(","));
+        println!(
+            "{:<width$}  {:<8}  {:<40}  {}",
+            c.id,
+            c.level.name(),
+            c.requirements.join(","),
+            drivers.join(",")
+        );
     }
     Ok(())
 }
 
-async fn images_command(build: bool, export: Option<PathBuf>, bin_dir: Option<PathBuf>) -> anyhow::Result<()> {
+async fn images_command(
+    build: bool,
+    export: Option<PathBuf>,
+    bin_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let fixtures = openshell_fixtures::Catalog::load_default()?;
     let base = match bin_dir {
         Some(d) => d.join("openshell-gateway"),
@@ -134,21 +155,38 @@ async fn images_command(build: bool, export: Option<PathBuf>, bin_dir: Option<Pa
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::List { driver, requirements } => match list(driver, requirements) {
+        Command::List {
+            driver,
+            requirements,
+        } => match list(driver, requirements) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::from(2)
             }
         },
-        Command::Images { build, export, bin_dir } => match images_command(build, export, bin_dir).await {
+        Command::Images {
+            build,
+            export,
+            bin_dir,
+        } => match images_command(build, export, bin_dir).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::from(2)
             }
         },
-        Command::Run { driver, gateway, filter, expectations, report_dir, require_lanes, gateway_bin, parallel, case_timeout } => {
+        Command::Run {
+            driver,
+            gateway,
+            filter,
+            expectations,
+            report_dir,
+            require_lanes,
+            gateway_bin,
+            parallel,
+            case_timeout,
+        } => {
             let require_lanes = match parse_lanes(&require_lanes) {
                 Ok(l) => l,
                 Err(e) => {

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use openshell_proto::v1::open_shell_client::OpenShellClient;
-use openshell_proto::v1::{sandbox_stream_event, Sandbox, SandboxCondition, SandboxPhase, WatchSandboxRequest};
+use openshell_proto::v1::{
+    sandbox_stream_event, Sandbox, SandboxCondition, SandboxPhase, WatchSandboxRequest,
+};
 use openshell_proto::{conditions, reasons};
 use tonic::transport::Channel;
 
@@ -42,9 +44,15 @@ pub struct Snapshot {
 pub fn phase_name(phase: i32) -> String {
     match SandboxPhase::try_from(phase) {
         Ok(p) => {
-            let name = p.as_str_name().trim_start_matches("SANDBOX_PHASE_").to_lowercase();
+            let name = p
+                .as_str_name()
+                .trim_start_matches("SANDBOX_PHASE_")
+                .to_lowercase();
             let mut chars = name.chars();
-            chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+            chars
+                .next()
+                .map(|c| c.to_uppercase().chain(chars).collect())
+                .unwrap_or_default()
         }
         Err(_) => format!("phase#{phase}"),
     }
@@ -52,11 +60,15 @@ pub fn phase_name(phase: i32) -> String {
 
 fn cond(sandbox: &Sandbox, kind: &str) -> Option<Cond> {
     let status = sandbox.status.as_ref()?;
-    status.conditions.iter().find(|c| c.r#type == kind).map(|c: &SandboxCondition| Cond {
-        status: c.status.clone(),
-        reason: c.reason.clone(),
-        message: c.message.clone(),
-    })
+    status
+        .conditions
+        .iter()
+        .find(|c| c.r#type == kind)
+        .map(|c: &SandboxCondition| Cond {
+            status: c.status.clone(),
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        })
 }
 
 impl Snapshot {
@@ -86,12 +98,17 @@ impl Snapshot {
 
     /// The Ready condition's message ("" when absent).
     pub fn message(&self) -> &str {
-        self.ready.as_ref().map(|c| c.message.as_str()).unwrap_or("")
+        self.ready
+            .as_ref()
+            .map(|c| c.message.as_str())
+            .unwrap_or("")
     }
 
     /// Whether `EnforcementDegraded=True`.
     pub fn degraded_true(&self) -> bool {
-        self.degraded.as_ref().is_some_and(|c| c.status == conditions::TRUE && c.reason == reasons::ENFORCEMENT_DEGRADED)
+        self.degraded.as_ref().is_some_and(|c| {
+            c.status == conditions::TRUE && c.reason == reasons::ENFORCEMENT_DEGRADED
+        })
     }
 }
 
@@ -108,12 +125,28 @@ fn shorten(s: &str, max: usize) -> String {
 
 impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} rv={} phase={}", self.name, self.resource_version, self.phase)?;
+        write!(
+            f,
+            "{} rv={} phase={}",
+            self.name, self.resource_version, self.phase
+        )?;
         if let Some(c) = &self.ready {
-            write!(f, " Ready={}/{} {:?}", c.status, c.reason, shorten(&c.message, 300))?;
+            write!(
+                f,
+                " Ready={}/{} {:?}",
+                c.status,
+                c.reason,
+                shorten(&c.message, 300)
+            )?;
         }
         if let Some(c) = &self.degraded {
-            write!(f, " EnforcementDegraded={}/{} {:?}", c.status, c.reason, shorten(&c.message, 200))?;
+            write!(
+                f,
+                " EnforcementDegraded={}/{} {:?}",
+                c.status,
+                c.reason,
+                shorten(&c.message, 200)
+            )?;
         }
         if let Some(code) = self.exit_code {
             write!(f, " exit_code={code}")?;
@@ -223,17 +256,29 @@ pub async fn watch(
     let deadline = tokio::time::Instant::from_std(deadline);
     let mut stream = tokio::time::timeout_at(deadline, client.watch_sandbox(request))
         .await
-        .map_err(|_| tonic::Status::deadline_exceeded("WatchSandbox did not answer before the case deadline"))??
+        .map_err(|_| {
+            tonic::Status::deadline_exceeded("WatchSandbox did not answer before the case deadline")
+        })??
         .into_inner();
     let mut events = Vec::new();
     loop {
         let next = match tokio::time::timeout_at(deadline, stream.message()).await {
-            Err(_) => return Ok(Observation { events, end: End::Deadline }),
+            Err(_) => {
+                return Ok(Observation {
+                    events,
+                    end: End::Deadline,
+                })
+            }
             Ok(Err(status)) => {
                 let end = End::Failed(format!("{:?}: {}", status.code(), status.message()));
                 return Ok(Observation { events, end });
             }
-            Ok(Ok(None)) => return Ok(Observation { events, end: End::Closed }),
+            Ok(Ok(None)) => {
+                return Ok(Observation {
+                    events,
+                    end: End::Closed,
+                })
+            }
             Ok(Ok(Some(event))) => event,
         };
         match next.payload {
@@ -242,13 +287,18 @@ pub async fn watch(
                 journal.record(snapshot.clone());
                 events.push(sandbox);
                 if until(&snapshot) {
-                    return Ok(Observation { events, end: End::Matched });
+                    return Ok(Observation {
+                        events,
+                        end: End::Matched,
+                    });
                 }
             }
             Some(sandbox_stream_event::Payload::Log(line)) => {
                 journal.log(format!("[{}] {}", line.source, line.message));
             }
-            Some(sandbox_stream_event::Payload::Warning(w)) => journal.log(format!("[watch warning] {}", w.message)),
+            Some(sandbox_stream_event::Payload::Warning(w)) => {
+                journal.log(format!("[watch warning] {}", w.message))
+            }
             Some(sandbox_stream_event::Payload::Event(e)) => {
                 journal.log(format!("[event {}] {}: {}", e.r#type, e.reason, e.message));
             }
@@ -265,7 +315,11 @@ mod tests {
 
     fn sandbox(phase: SandboxPhase, reason: &str) -> Sandbox {
         Sandbox {
-            metadata: Some(ObjectMeta { name: "n".into(), resource_version: 3, ..Default::default() }),
+            metadata: Some(ObjectMeta {
+                name: "n".into(),
+                resource_version: 3,
+                ..Default::default()
+            }),
             status: Some(SandboxStatus {
                 phase: phase as i32,
                 conditions: vec![SandboxCondition {
@@ -284,9 +338,15 @@ mod tests {
     #[test]
     fn snapshots_show_phase_reason_and_message() {
         let s = Snapshot::of(&sandbox(SandboxPhase::Error, "SupervisorError"));
-        assert_eq!(s.to_string(), "n rv=3 phase=Error Ready=False/SupervisorError \"policy: bad\"");
+        assert_eq!(
+            s.to_string(),
+            "n rv=3 phase=Error Ready=False/SupervisorError \"policy: bad\""
+        );
         assert!(s.is_terminal());
-        assert_eq!(phase_name(SandboxPhase::Provisioning as i32), "Provisioning");
+        assert_eq!(
+            phase_name(SandboxPhase::Provisioning as i32),
+            "Provisioning"
+        );
         assert_eq!(phase_name(99), "phase#99");
     }
 

@@ -52,7 +52,9 @@ pub enum RunError {
     #[error(transparent)]
     Images(#[from] images::ImagesError),
     /// The filter selected nothing.
-    #[error("no case of lane {driver} matches the filter {filter:?} (see `openshell-conformance list`)")]
+    #[error(
+        "no case of lane {driver} matches the filter {filter:?} (see `openshell-conformance list`)"
+    )]
     NoCases { driver: Driver, filter: String },
     /// The reports could not be written.
     #[error("writing reports to {path}: {source}")]
@@ -107,14 +109,21 @@ impl RunConfig {
 }
 
 /// Whether this machine can run `driver`'s cases; `Err` names what is missing.
-pub async fn prerequisites(driver: Driver, external_gateway: bool, gateway_bin: Option<&std::path::Path>) -> Result<(), String> {
+pub async fn prerequisites(
+    driver: Driver,
+    external_gateway: bool,
+    gateway_bin: Option<&std::path::Path>,
+) -> Result<(), String> {
     if !driver.available() {
         return Err(format!("driver {driver} is not available in this build"));
     }
     if !external_gateway {
         let bin = gateway::locate_binary(gateway_bin);
         if !bin.exists() {
-            return Err(format!("gateway binary {} not found (cargo build -p openshell-gateway)", bin.display()));
+            return Err(format!(
+                "gateway binary {} not found (cargo build -p openshell-gateway)",
+                bin.display()
+            ));
         }
         let inputs = images::default_inputs(&bin);
         for p in [&inputs.supervisor, &inputs.probe, &inputs.busybox] {
@@ -128,15 +137,23 @@ pub async fn prerequisites(driver: Driver, external_gateway: bool, gateway_bin: 
             // SAFETY: geteuid(2) has no preconditions and cannot fail.
             let euid = unsafe { libc::geteuid() };
             if euid != 0 && !external_gateway {
-                return Err("the process driver needs root (chroot, mount and PID namespaces)".into());
+                return Err(
+                    "the process driver needs root (chroot, mount and PID namespaces)".into(),
+                );
             }
             Ok(())
         }
         Driver::Docker | Driver::DockerRunsc => {
             let docker = openshell_fixtures::docker::connect(None).map_err(|e| e.to_string())?;
-            let info = docker.info().await.map_err(|e| format!("docker engine not reachable: {e} (bash ci/setup-docker.sh)"))?;
-            if driver == Driver::DockerRunsc && !info.runtimes.unwrap_or_default().contains_key("runsc") {
-                return Err("the docker engine has no `runsc` runtime (bash ci/setup-docker.sh)".into());
+            let info = docker.info().await.map_err(|e| {
+                format!("docker engine not reachable: {e} (bash ci/setup-docker.sh)")
+            })?;
+            if driver == Driver::DockerRunsc
+                && !info.runtimes.unwrap_or_default().contains_key("runsc")
+            {
+                return Err(
+                    "the docker engine has no `runsc` runtime (bash ci/setup-docker.sh)".into(),
+                );
             }
             Ok(())
         }
@@ -161,14 +178,21 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     }
     let fixtures = Catalog::load_default()?;
     let all_cases = crate::spec::catalog::all(&fixtures);
-    let known: Vec<String> = all_cases.iter().map(|c| c.id.clone()).chain(["leak-audit".to_string()]).collect();
+    let known: Vec<String> = all_cases
+        .iter()
+        .map(|c| c.id.clone())
+        .chain(["leak-audit".to_string()])
+        .collect();
     let expectations = match &config.expectations {
         Some(path) => Expectations::load(path, &known)?,
         None => Expectations::default(),
     };
     let cases = select(all_cases, driver, config.filter.as_deref());
     if cases.is_empty() {
-        return Err(RunError::NoCases { driver, filter: config.filter.clone().unwrap_or_default() });
+        return Err(RunError::NoCases {
+            driver,
+            filter: config.filter.clone().unwrap_or_default(),
+        });
     }
     let run_id = format!("osc-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let external = config.gateway_url.is_some();
@@ -179,7 +203,9 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         }
         report.gateway = "(not started)".into();
         for case in &cases {
-            report.cases.push(CaseReport::skipped(case, driver, &reason));
+            report
+                .cases
+                .push(CaseReport::skipped(case, driver, &reason));
         }
         finish(config, &mut report, &expectations)?;
         return Ok(report);
@@ -192,17 +218,27 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     };
     report.gateway = gw.description.clone();
     let client = gw.connect().await?;
-    let inputs_base = if external { gateway::sibling("openshell-gateway") } else { bin.clone() };
+    let inputs_base = if external {
+        gateway::sibling("openshell-gateway")
+    } else {
+        bin.clone()
+    };
     let mut images = Images::compute(&fixtures, &images::default_inputs(&inputs_base))?;
     let backend = match driver {
-        Driver::Process => Some(Backend::Process { state_dir: gw.state_dir.clone() }),
-        _ => openshell_fixtures::docker::connect(None).ok().map(Backend::Docker),
+        Driver::Process => Some(Backend::Process {
+            state_dir: gw.state_dir.clone(),
+        }),
+        _ => openshell_fixtures::docker::connect(None)
+            .ok()
+            .map(Backend::Docker),
     };
     if let (Some(Backend::Docker(docker)), None) = (&backend, images.unavailable()) {
         let inputs = images::default_inputs(&inputs_base);
         if let Err(e) = openshell_fixtures::docker::build_all(&fixtures, &inputs, docker).await {
             images = Images::from_map(Default::default());
-            report.notes.push(format!("building fixture images failed: {e}"));
+            report
+                .notes
+                .push(format!("building fixture images failed: {e}"));
         }
     }
     let images = Arc::new(images);
@@ -221,10 +257,15 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
             timeout,
             backend.clone(),
         );
-        let skip = expectations.get(&case.id).filter(|e| e.result == Expected::Skipped).map(|e| e.reason.clone());
+        let skip = expectations
+            .get(&case.id)
+            .filter(|e| e.result == Expected::Skipped)
+            .map(|e| e.reason.clone());
         async move {
             match skip {
-                Some(reason) => CaseReport::skipped(&case, driver, &format!("expectations file: {reason}")),
+                Some(reason) => {
+                    CaseReport::skipped(&case, driver, &format!("expectations file: {reason}"))
+                }
                 None => run_case(case, harness, timeout).await,
             }
         }
@@ -252,14 +293,21 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     Ok(report)
 }
 
-fn finish(config: &RunConfig, report: &mut RunReport, expectations: &Expectations) -> Result<(), RunError> {
+fn finish(
+    config: &RunConfig,
+    report: &mut RunReport,
+    expectations: &Expectations,
+) -> Result<(), RunError> {
     for case in &mut report.cases {
         if let Some(entry) = expectations.get(&case.id) {
             case.apply_expectation(entry);
         }
     }
     if let Some(dir) = &config.report_dir {
-        crate::report::write_all(report, dir).map_err(|source| RunError::Report { path: dir.clone(), source })?;
+        crate::report::write_all(report, dir).map_err(|source| RunError::Report {
+            path: dir.clone(),
+            source,
+        })?;
     }
     Ok(())
 }
@@ -274,7 +322,11 @@ fn print_line(done: usize, total: usize, case: &CaseReport) {
         case.driver,
         case.duration_ms as f64 / 1000.0
     );
-    if matches!(case.result, Outcome::Failed | Outcome::Xpass | Outcome::Skipped) && !case.message.is_empty() {
+    if matches!(
+        case.result,
+        Outcome::Failed | Outcome::Xpass | Outcome::Skipped
+    ) && !case.message.is_empty()
+    {
         for line in case.message.lines().take(40) {
             let _ = writeln!(out, "         {line}");
         }
@@ -354,14 +406,29 @@ async fn audit_run(
     let mut client = client.clone();
     let selector = format!("{}={run_id}", openshell_proto::labels::RUN_ID);
     let listed = client
-        .list_sandboxes(ListSandboxesRequest { label_selector: selector, ..Default::default() })
+        .list_sandboxes(ListSandboxesRequest {
+            label_selector: selector,
+            ..Default::default()
+        })
         .await
         .map(|r| r.into_inner().sandboxes)
         .unwrap_or_default();
-    let ids: Vec<String> = listed.iter().filter_map(|s| s.metadata.as_ref().map(|m| m.id.clone())).collect();
+    let ids: Vec<String> = listed
+        .iter()
+        .filter_map(|s| s.metadata.as_ref().map(|m| m.id.clone()))
+        .collect();
     for s in &listed {
-        let name = s.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
-        let _ = client.delete_sandbox(DeleteSandboxRequest { name, ..Default::default() }).await;
+        let name = s
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let _ = client
+            .delete_sandbox(DeleteSandboxRequest {
+                name,
+                ..Default::default()
+            })
+            .await;
     }
     let end = Instant::now() + AUDIT_LIMIT;
     let mut tick = tokio::time::interval(Duration::from_millis(200));

@@ -28,7 +28,10 @@ mod tests {
     #[test]
     fn upstream_reason_names_are_recognised_precisely() {
         let n = note("SupervisorConnected", "DependenciesReady").unwrap();
-        assert!(n.contains("`DependenciesReady`") && n.contains("`SupervisorConnected`"), "{n}");
+        assert!(
+            n.contains("`DependenciesReady`") && n.contains("`SupervisorConnected`"),
+            "{n}"
+        );
         assert!(note("SupervisorConnected", "Starting").is_none());
         assert!(note("ProcessExited", "ContainerExited").is_some());
     }

@@ -12,12 +12,17 @@ use openshell_conformance::driver::{required_lanes_from_env, Driver};
 use openshell_conformance::runner::{self, Outcome, RunConfig};
 
 fn run_one(driver: Driver, case_id: String) -> Result<(), Failed> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let required = required_lanes_from_env().map_err(|e| Failed::from(e.to_string()))?;
         if let Err(reason) = runner::prerequisites(driver, false, None).await {
             if required.contains(&driver) {
-                return Err(Failed::from(format!("required lane {driver} cannot run: {reason}")));
+                return Err(Failed::from(format!(
+                    "required lane {driver} cannot run: {reason}"
+                )));
             }
             println!("SKIPPED {case_id} on {driver}: {reason}");
             return Ok(());
@@ -25,13 +30,17 @@ fn run_one(driver: Driver, case_id: String) -> Result<(), Failed> {
         let mut config = RunConfig::new(driver);
         config.filter = Some(format!("={case_id}"));
         config.require_lanes = required;
-        let report = runner::run(&config).await.map_err(|e| Failed::from(e.to_string()))?;
+        let report = runner::run(&config)
+            .await
+            .map_err(|e| Failed::from(e.to_string()))?;
         let mut problems = Vec::new();
         for case in &report.cases {
             match case.result {
                 Outcome::Passed | Outcome::Xfail => {}
                 Outcome::Skipped => println!("SKIPPED {} on {driver}: {}", case.id, case.message),
-                Outcome::Failed | Outcome::Xpass => problems.push(format!("{}: {}", case.id, case.message)),
+                Outcome::Failed | Outcome::Xpass => {
+                    problems.push(format!("{}: {}", case.id, case.message))
+                }
             }
         }
         if problems.is_empty() {
@@ -44,14 +53,16 @@ fn run_one(driver: Driver, case_id: String) -> Result<(), Failed> {
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
-    let fixtures = openshell_fixtures::Catalog::load_default().expect("fixtures/manifest.toml loads");
+    let fixtures =
+        openshell_fixtures::Catalog::load_default().expect("fixtures/manifest.toml loads");
     let cases = openshell_conformance::spec::catalog::all(&fixtures);
     let mut trials = Vec::new();
     for driver in Driver::AVAILABLE {
         for case in cases.iter().filter(|c| c.applies_to(driver)) {
             let id = case.id.clone();
             let name = format!("{}::{}", driver.name().replace('-', "_"), case.id);
-            trials.push(Trial::test(name, move || run_one(driver, id)).with_kind(case.level.name()));
+            trials
+                .push(Trial::test(name, move || run_one(driver, id)).with_kind(case.level.name()));
         }
     }
     libtest_mimic::run(&args, trials).exit_code()

@@ -6,18 +6,25 @@ use openshell_fixtures::{Catalog, Expectation, Fixture};
 use crate::check::{fail, with_note, CaseResult};
 use crate::harness::{CreateOpts, Harness};
 use crate::observe::Snapshot;
-use crate::spec::catalog::{fixture_env, fixture_requirements};
+use crate::spec::catalog::fixture_requirements;
 use crate::upstream;
 
 /// `ready` → `Ready`, `error` → `Error`.
 fn phase_word(phase: &str) -> String {
     let mut chars = phase.chars();
-    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// The expectation as one line.
 pub fn describe(expect: &Expectation) -> String {
-    let mut s = format!("phase {}, Ready reason {}", phase_word(&expect.phase), expect.reason);
+    let mut s = format!(
+        "phase {}, Ready reason {}",
+        phase_word(&expect.phase),
+        expect.reason
+    );
     if let Some(m) = &expect.message {
         s.push_str(&format!(", message matching /{m}/"));
     }
@@ -29,7 +36,12 @@ pub fn describe(expect: &Expectation) -> String {
 
 /// What was observed, as one line.
 pub fn observed(s: &Snapshot) -> String {
-    let mut o = format!("phase {}, Ready reason {:?}, message {:?}", s.phase, s.reason(), s.message());
+    let mut o = format!(
+        "phase {}, Ready reason {:?}, message {:?}",
+        s.phase,
+        s.reason(),
+        s.message()
+    );
     if let Some(code) = s.exit_code {
         o.push_str(&format!(", exit_code {code}"));
     }
@@ -41,14 +53,25 @@ pub fn expect_outcome(snapshot: &Snapshot, expect: &Expectation, requirement: &s
     let expected = describe(expect);
     let mismatch = || fail(requirement, expected.clone(), observed(snapshot));
     if snapshot.phase != phase_word(&expect.phase) {
-        return Err(with_note(mismatch(), upstream::note(&expect.reason, snapshot.reason())));
+        return Err(with_note(
+            mismatch(),
+            upstream::note(&expect.reason, snapshot.reason()),
+        ));
     }
     if snapshot.reason() != expect.reason {
-        return Err(with_note(mismatch(), upstream::note(&expect.reason, snapshot.reason())));
+        return Err(with_note(
+            mismatch(),
+            upstream::note(&expect.reason, snapshot.reason()),
+        ));
     }
     if let Some(pattern) = &expect.message {
-        let re = regex::Regex::new(pattern)
-            .map_err(|e| fail("OSC-API-009", "a valid message pattern in the manifest", e.to_string()))?;
+        let re = regex::Regex::new(pattern).map_err(|e| {
+            fail(
+                "OSC-API-009",
+                "a valid message pattern in the manifest",
+                e.to_string(),
+            )
+        })?;
         if !re.is_match(snapshot.message()) {
             return Err(mismatch());
         }
@@ -63,14 +86,25 @@ pub fn expect_outcome(snapshot: &Snapshot, expect: &Expectation, requirement: &s
 
 /// The fixture case body.
 pub async fn run(h: Harness, fixture: Fixture) -> CaseResult {
-    let requirement = fixture_requirements(&fixture.name).first().copied().unwrap_or("OSC-API-009");
-    let opts = CreateOpts { env: fixture_env(h.driver()), ..Default::default() };
-    let created = h.create("fx", &fixture.name, opts, requirement).await?;
-    let last = h.wait_terminal(&created, requirement).await?;
-    if Catalog::entrypoint_of(&fixture) != [format!("/{}", openshell_fixtures::tree::SUPERVISOR_PATH)] {
+    let requirement = fixture_requirements(&fixture.name)
+        .first()
+        .copied()
+        .unwrap_or("OSC-API-009");
+    let created = h
+        .create("fx", &fixture.name, CreateOpts::default(), requirement)
+        .await?;
+    let last = h
+        .wait_phase(&created, &phase_word(&fixture.expect.phase), requirement)
+        .await?;
+    if Catalog::entrypoint_of(&fixture)
+        != [format!("/{}", openshell_fixtures::tree::SUPERVISOR_PATH)]
+    {
         // Not the supervisor: nothing ever opens a session, so nothing may ever be Ready.
         let history = h.journal().history();
-        if let Some(ready) = history.iter().find(|s| s.phase == "Ready" || s.ready.as_ref().is_some_and(|c| c.status == "True")) {
+        if let Some(ready) = history
+            .iter()
+            .find(|s| s.phase == "Ready" || s.ready.as_ref().is_some_and(|c| c.status == "True"))
+        {
             return Err(fail(
                 "OSC-READY-003",
                 "no Ready phase and no Ready=True without a supervisor session",
@@ -91,29 +125,61 @@ mod tests {
             name: "s".into(),
             resource_version: 1,
             phase: phase.into(),
-            ready: Some(Cond { status: "False".into(), reason: reason.into(), message: message.into() }),
+            ready: Some(Cond {
+                status: "False".into(),
+                reason: reason.into(),
+                message: message.into(),
+            }),
             degraded: None,
             exit_code,
         }
     }
 
-    fn expect(phase: &str, reason: &str, message: Option<&str>, exit_code: Option<i32>) -> Expectation {
-        Expectation { phase: phase.into(), reason: reason.into(), message: message.map(Into::into), exit_code }
+    fn expect(
+        phase: &str,
+        reason: &str,
+        message: Option<&str>,
+        exit_code: Option<i32>,
+    ) -> Expectation {
+        Expectation {
+            phase: phase.into(),
+            reason: reason.into(),
+            message: message.map(Into::into),
+            exit_code,
+        }
     }
 
     #[test]
     fn a_matching_outcome_passes() {
-        let e = expect("error", "SupervisorError", Some("^policy: .*inference"), None);
-        expect_outcome(&snap("Error", "SupervisorError", "policy: /etc/openshell/policy.yaml: inference", None), &e, "R")
-            .unwrap();
+        let e = expect(
+            "error",
+            "SupervisorError",
+            Some("^policy: .*inference"),
+            None,
+        );
+        expect_outcome(
+            &snap(
+                "Error",
+                "SupervisorError",
+                "policy: /etc/openshell/policy.yaml: inference",
+                None,
+            ),
+            &e,
+            "R",
+        )
+        .unwrap();
     }
 
     #[test]
     fn a_wrong_message_names_requirement_expected_and_observed() {
         let e = expect("error", "SupervisorError", Some("^policy: "), None);
-        let err = expect_outcome(&snap("Error", "SupervisorError", "identity: no user", None), &e, "OSC-ERR-001")
-            .unwrap_err()
-            .to_string();
+        let err = expect_outcome(
+            &snap("Error", "SupervisorError", "identity: no user", None),
+            &e,
+            "OSC-ERR-001",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("OSC-ERR-001: expected phase Error, Ready reason SupervisorError, message matching /^policy: /"), "{err}");
         assert!(err.contains("observed phase Error, Ready reason \"SupervisorError\", message \"identity: no user\""), "{err}");
     }
@@ -121,8 +187,17 @@ mod tests {
     #[test]
     fn an_upstream_reason_is_named_as_such() {
         let e = expect("ready", "SupervisorConnected", None, None);
-        let err = expect_outcome(&snap("Ready", "DependenciesReady", "", None), &e, "OSC-READY-001").unwrap_err();
-        assert!(err.to_string().contains("upstream OpenShell's reason `DependenciesReady`"), "{err}");
+        let err = expect_outcome(
+            &snap("Ready", "DependenciesReady", "", None),
+            &e,
+            "OSC-READY-001",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("upstream OpenShell's reason `DependenciesReady`"),
+            "{err}"
+        );
     }
 
     #[test]

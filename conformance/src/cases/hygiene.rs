@@ -21,22 +21,50 @@ pub fn raw_control(s: &str) -> Option<(usize, char)> {
 
 /// OSC-HYG-001/002.
 pub async fn hostile_message(h: Harness) -> CaseResult {
-    let rogue = h.create("hyg", "rogue-hygiene", CreateOpts::default(), "OSC-HYG-001").await?;
-    let last = h.wait_terminal(&rogue, "OSC-HYG-001").await?;
-    ensure(last.phase == "Error" && last.reason() == "SupervisorError", "OSC-HYG-001", "the rogue's report to be stored (Error / SupervisorError)", || {
-        observed(&last)
+    let rogue = h
+        .create("hyg", "rogue-hygiene", CreateOpts::default(), "OSC-HYG-001")
+        .await?;
+    let last = h.wait_phase(&rogue, "Error", "OSC-HYG-001").await?;
+    ensure(
+        last.phase == "Error" && last.reason() == "SupervisorError",
+        "OSC-HYG-001",
+        "the rogue's report to be stored (Error / SupervisorError)",
+        || observed(&last),
+    )?;
+    let got = h.get(&rogue.name).await.map_err(|s| {
+        fail(
+            "OSC-HYG-002",
+            "GetSandbox to return a valid UTF-8 message",
+            status_text(&s),
+        )
     })?;
-    let got = h.get(&rogue.name).await.map_err(|s| fail("OSC-HYG-002", "GetSandbox to return a valid UTF-8 message", status_text(&s)))?;
     let stored = Snapshot::of(&got);
     let message = stored.message();
     if let Some((at, c)) = raw_control(message) {
-        return Err(fail("OSC-HYG-001", "no raw control character but \\n and \\t in the stored message", format!("U+{:04X} at byte {at}", c as u32)));
+        return Err(fail(
+            "OSC-HYG-001",
+            "no raw control character but \\n and \\t in the stored message",
+            format!("U+{:04X} at byte {at}", c as u32),
+        ));
     }
-    ensure(message.contains("[31m") && message.contains("bell") && message.contains("csi"), "OSC-HYG-001", "the hostile text kept, escaped (e.g. `[31m`, `bell`, `csi` still there)", || {
-        format!("{:?}", message.chars().take(200).collect::<String>())
-    })?;
-    ensure(message.len() <= 4096, "OSC-HYG-002", "a stored message of at most 4096 bytes", || format!("{} bytes", message.len()))?;
-    ensure(message.len() >= 1024, "OSC-HYG-002", "the message cut near 4096 bytes, not dropped", || format!("{} bytes", message.len()))
+    ensure(
+        message.contains("[31m") && message.contains("bell") && message.contains("csi"),
+        "OSC-HYG-001",
+        "the hostile text kept, escaped (e.g. `[31m`, `bell`, `csi` still there)",
+        || format!("{:?}", message.chars().take(200).collect::<String>()),
+    )?;
+    ensure(
+        message.len() <= 4096,
+        "OSC-HYG-002",
+        "a stored message of at most 4096 bytes",
+        || format!("{} bytes", message.len()),
+    )?;
+    ensure(
+        message.len() >= 1024,
+        "OSC-HYG-002",
+        "the message cut near 4096 bytes, not dropped",
+        || format!("{} bytes", message.len()),
+    )
 }
 
 #[cfg(test)]

@@ -31,7 +31,13 @@ pub struct Named {
     pub body: CaseFn,
 }
 
-const ALL: &[Driver] = &[Driver::Process, Driver::Docker, Driver::DockerRunsc, Driver::Vm, Driver::K3s];
+const ALL: &[Driver] = &[
+    Driver::Process,
+    Driver::Docker,
+    Driver::DockerRunsc,
+    Driver::Vm,
+    Driver::K3s,
+];
 const RUNSC: &[Driver] = &[Driver::DockerRunsc];
 const NOT_RUNSC: &[Driver] = &[Driver::Process, Driver::Docker, Driver::Vm, Driver::K3s];
 
@@ -157,10 +163,10 @@ pub fn named() -> Vec<Named> {
             body: body!(hygiene::hostile_message),
         },
         Named {
-            id: "runsc-strict-netns-eperm",
+            id: "runsc-strict-netns-is-fatal",
             requirements: &["OSC-BOOTSTRAP-001"],
             drivers: RUNSC,
-            summary: "gVisor, strict: `good` ends in Error / SupervisorError `netns: … EPERM`",
+            summary: "gVisor, strict: `good` ends in Error / SupervisorError `netns: …` naming the errno",
             body: body!(bootstrap::strict_netns_eperm),
         },
         Named {

@@ -9,8 +9,9 @@
 //! The token check cannot know the token, so it combines three signs of a leak in every string
 //! field of Get, List and Watch responses: (1) any substring of the token's length whose SHA-256
 //! starts with the 16 hex digits the probe reported for its token; (2) the variable name `OPENSHELL_SANDBOX_TOKEN`;
-//! (3) a run of 32 or more hex digits the suite did not put there itself (a hex-encoded 128-bit
-//! token is 32 digits). (1) is exact for verbatim leaks of the rogue's token; (2) and (3) catch a
+//! (3) a run of 32 or more hex digits that is not an identifier the API shows on purpose (sandbox
+//! ids, main-process instance ids) nor one the suite put there itself (a hex-encoded 128-bit token
+//! is 32 digits). (1) is exact for verbatim leaks of the rogue's token; (2) and (3) catch a
 //! dumped environment or a hex token of any sandbox.
 
 use std::collections::BTreeMap;
@@ -38,35 +39,94 @@ pub fn verdict(message: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn check_verdict(v: &BTreeMap<String, String>, key: &str, want: &str, requirement: &str, what: &str) -> CaseResult {
+fn check_verdict(
+    v: &BTreeMap<String, String>,
+    key: &str,
+    want: &str,
+    requirement: &str,
+    what: &str,
+) -> CaseResult {
     let got = v.get(key).map(String::as_str).unwrap_or("(not reported)");
-    ensure(got == want, requirement, &format!("{what} to fail with {want}"), || got.to_string())
+    ensure(
+        got == want,
+        requirement,
+        &format!("{what} to fail with {want}"),
+        || got.to_string(),
+    )
 }
 
 /// OSC-SEC-001/002/003.
 pub async fn rogue_reports_refused(h: Harness) -> CaseResult {
-    let other = h.create("other", "good", CreateOpts::default(), "OSC-SEC-002").await?;
+    let other = h
+        .create("other", "good", CreateOpts::default(), "OSC-SEC-002")
+        .await?;
     let other_before = h.wait_terminal(&other, "OSC-SEC-002").await?;
-    ensure(other_before.phase == "Ready", "OSC-SEC-002", "the victim sandbox (good) to be Ready first", || observed(&other_before))?;
-    let gone = h.create("gone", "good", CreateOpts::default(), "OSC-SEC-003").await?;
+    ensure(
+        other_before.phase == "Ready",
+        "OSC-SEC-002",
+        "the victim sandbox (good) to be Ready first",
+        || observed(&other_before),
+    )?;
+    let gone = h
+        .create("gone", "good", CreateOpts::default(), "OSC-SEC-003")
+        .await?;
     h.wait_terminal(&gone, "OSC-SEC-003").await?;
-    h.delete(&gone.name).await.map_err(|s| fail("OSC-SEC-003", "DeleteSandbox to succeed", status_text(&s)))?;
-    let opts = CreateOpts::default().env(OTHER_SANDBOX_VAR, &other.id).env(DELETED_SANDBOX_VAR, &gone.id);
-    let rogue = h.create("rogue", "rogue-credentials", opts, "OSC-SEC-001").await?;
-    let last = h.wait_terminal(&rogue, "OSC-SEC-001").await?;
-    ensure(last.phase == "Error" && last.message().contains("rogue credentials:"), "OSC-SEC-001", "the rogue's own verdict report (Error, `other: rogue credentials: …`)", || {
-        observed(&last)
-    })?;
+    h.delete(&gone.name)
+        .await
+        .map_err(|s| fail("OSC-SEC-003", "DeleteSandbox to succeed", status_text(&s)))?;
+    let opts = CreateOpts::default()
+        .env(OTHER_SANDBOX_VAR, &other.id)
+        .env(DELETED_SANDBOX_VAR, &gone.id);
+    let rogue = h
+        .create("rogue", "rogue-credentials", opts, "OSC-SEC-001")
+        .await?;
+    let last = h.wait_phase(&rogue, "Error", "OSC-SEC-001").await?;
+    ensure(
+        last.phase == "Error" && last.message().contains("rogue credentials:"),
+        "OSC-SEC-001",
+        "the rogue's own verdict report (Error, `other: rogue credentials: …`)",
+        || observed(&last),
+    )?;
     let v = verdict(last.message());
-    check_verdict(&v, "no-token", "Unauthenticated", "OSC-SEC-001", "a report without a token")?;
-    check_verdict(&v, "other-sandbox", "PermissionDenied", "OSC-SEC-002", "a report for another sandbox's id")?;
-    check_verdict(&v, "deleted-sandbox", "NotFound", "OSC-SEC-003", "a report for a deleted sandbox's id")?;
-    check_verdict(&v, "unknown-sandbox", "NotFound", "OSC-SEC-003", "a report for an unknown sandbox id")?;
-    let after = h.get(&other.name).await.map_err(|s| fail("OSC-SEC-002", "GetSandbox of the victim", status_text(&s)))?;
+    check_verdict(
+        &v,
+        "no-token",
+        "Unauthenticated",
+        "OSC-SEC-001",
+        "a report without a token",
+    )?;
+    check_verdict(
+        &v,
+        "other-sandbox",
+        "PermissionDenied",
+        "OSC-SEC-002",
+        "a report for another sandbox's id",
+    )?;
+    check_verdict(
+        &v,
+        "deleted-sandbox",
+        "NotFound",
+        "OSC-SEC-003",
+        "a report for a deleted sandbox's id",
+    )?;
+    check_verdict(
+        &v,
+        "unknown-sandbox",
+        "NotFound",
+        "OSC-SEC-003",
+        "a report for an unknown sandbox id",
+    )?;
+    let after = h
+        .get(&other.name)
+        .await
+        .map_err(|s| fail("OSC-SEC-002", "GetSandbox of the victim", status_text(&s)))?;
     let after = Snapshot::of(&after);
-    ensure(after.phase == "Ready" && after.reason() == other_before.reason(), "OSC-SEC-002", "the victim sandbox to stay Ready, untouched by the rogue's report", || {
-        after.to_string()
-    })
+    ensure(
+        after.phase == "Ready" && after.reason() == other_before.reason(),
+        "OSC-SEC-002",
+        "the victim sandbox to stay Ready, untouched by the rogue's report",
+        || after.to_string(),
+    )
 }
 
 /// Every string field of a sandbox, with its path.
@@ -95,7 +155,12 @@ pub fn strings(sandbox: &Sandbox) -> Vec<(String, String)> {
             push("spec.template.image", &t.image);
             push("spec.template.runtime_class_name", &t.runtime_class_name);
             push("spec.template.agent_socket", &t.agent_socket);
-            for (k, v) in t.labels.iter().chain(t.annotations.iter()).chain(t.environment.iter()) {
+            for (k, v) in t
+                .labels
+                .iter()
+                .chain(t.annotations.iter())
+                .chain(t.environment.iter())
+            {
                 push("spec.template map key", k);
                 push(&format!("spec.template map[{k}]"), v);
             }
@@ -106,9 +171,18 @@ pub fn strings(sandbox: &Sandbox) -> Vec<(String, String)> {
         push("status.agent_pod", &st.agent_pod);
         push("status.agent_fd", &st.agent_fd);
         push("status.sandbox_fd", &st.sandbox_fd);
-        push("status.main_process_instance_id", &st.main_process_instance_id);
+        push(
+            "status.main_process_instance_id",
+            &st.main_process_instance_id,
+        );
         for c in &st.conditions {
-            for (field, value) in [("type", &c.r#type), ("status", &c.status), ("reason", &c.reason), ("message", &c.message), ("last_transition_time", &c.last_transition_time)] {
+            for (field, value) in [
+                ("type", &c.r#type),
+                ("status", &c.status),
+                ("reason", &c.reason),
+                ("message", &c.message),
+                ("last_transition_time", &c.last_transition_time),
+            ] {
                 push(&format!("status.conditions[{}].{field}", c.r#type), value);
             }
         }
@@ -124,13 +198,20 @@ pub fn leak_in(value: &str, token: Option<(&str, usize)>, known: &[String]) -> O
     let re = regex::Regex::new("[0-9a-fA-F]{32,}").expect("static pattern");
     for m in re.find_iter(value) {
         if !known.iter().any(|k| k.contains(m.as_str())) {
-            return Some(format!("contains the {}-digit hex run {:?}", m.len(), m.as_str()));
+            return Some(format!(
+                "contains the {}-digit hex run {:?}",
+                m.len(),
+                m.as_str()
+            ));
         }
     }
     if let Some((hash, len)) = token.filter(|(h, l)| !h.is_empty() && *l > 0) {
         for (start, window) in value.as_bytes().windows(len).enumerate() {
             if hex::encode(Sha256::digest(window)).starts_with(hash) {
-                return Some(format!("contains the rogue sandbox's token (bytes {start}..{})", start + len));
+                return Some(format!(
+                    "contains the rogue sandbox's token (bytes {start}..{})",
+                    start + len
+                ));
             }
         }
     }
@@ -139,33 +220,74 @@ pub fn leak_in(value: &str, token: Option<(&str, usize)>, known: &[String]) -> O
 
 /// OSC-SEC-004.
 pub async fn token_absent(h: Harness) -> CaseResult {
-    let good = h.create("tok", "good", CreateOpts::default(), "OSC-SEC-004").await?;
-    let rogue = h.create("tokrogue", "rogue-credentials", CreateOpts::default(), "OSC-SEC-004").await?;
+    let good = h
+        .create("tok", "good", CreateOpts::default(), "OSC-SEC-004")
+        .await?;
+    let rogue = h
+        .create(
+            "tokrogue",
+            "rogue-credentials",
+            CreateOpts::default(),
+            "OSC-SEC-004",
+        )
+        .await?;
     h.wait_terminal(&good, "OSC-SEC-004").await?;
-    let rogue_last = h.wait_terminal(&rogue, "OSC-SEC-004").await?;
+    let rogue_last = h.wait_phase(&rogue, "Error", "OSC-SEC-004").await?;
     let v = verdict(rogue_last.message());
     let token_hash = v.get("token-sha256").cloned().unwrap_or_default();
     let token_len: usize = v.get("token-len").and_then(|l| l.parse().ok()).unwrap_or(0);
-    ensure(token_hash.len() == 16 && token_len > 0, "OSC-SEC-004", "the rogue probe's verdict to carry token-sha256=<16 hex> token-len=<n>", || {
-        observed(&rogue_last)
-    })?;
+    ensure(
+        token_hash.len() == 16 && token_len > 0,
+        "OSC-SEC-004",
+        "the rogue probe's verdict to carry token-sha256=<16 hex> token-len=<n>",
+        || observed(&rogue_last),
+    )?;
     let mut responses: Vec<(String, Sandbox)> = Vec::new();
     for c in [&good, &rogue] {
-        let got = h.get(&c.name).await.map_err(|s| fail("OSC-SEC-004", "GetSandbox to succeed", status_text(&s)))?;
+        let got = h
+            .get(&c.name)
+            .await
+            .map_err(|s| fail("OSC-SEC-004", "GetSandbox to succeed", status_text(&s)))?;
         responses.push((format!("GetSandbox {}", c.name), got));
         let journal = Journal::default();
-        let deadline = (std::time::Instant::now() + std::time::Duration::from_secs(10)).min(h.deadline());
-        let obs = watch(&mut h.client(), &c.id, WatchOpts::default(), deadline, &journal, |_| true)
-            .await
-            .map_err(|s| fail("OSC-SEC-004", "WatchSandbox to open", status_text(&s)))?;
-        responses.extend(obs.events.into_iter().map(|e| (format!("WatchSandbox {}", c.name), e)));
+        let deadline =
+            (std::time::Instant::now() + std::time::Duration::from_secs(10)).min(h.deadline());
+        let obs = watch(
+            &mut h.client(),
+            &c.id,
+            WatchOpts::default(),
+            deadline,
+            &journal,
+            |_| true,
+        )
+        .await
+        .map_err(|s| fail("OSC-SEC-004", "WatchSandbox to open", status_text(&s)))?;
+        responses.extend(
+            obs.events
+                .into_iter()
+                .map(|e| (format!("WatchSandbox {}", c.name), e)),
+        );
     }
-    let selector = format!("{}={},{CASE_LABEL}={}", labels::RUN_ID, h.run_id(), h.labels()[CASE_LABEL]);
-    let listed = h.list(&selector).await.map_err(|s| fail("OSC-SEC-004", "ListSandboxes to succeed", status_text(&s)))?;
+    let selector = format!(
+        "{}={},{CASE_LABEL}={}",
+        labels::RUN_ID,
+        h.run_id(),
+        h.labels()[CASE_LABEL]
+    );
+    let listed = h
+        .list(&selector)
+        .await
+        .map_err(|s| fail("OSC-SEC-004", "ListSandboxes to succeed", status_text(&s)))?;
     responses.extend(listed.into_iter().map(|s| ("ListSandboxes".to_string(), s)));
     let known: Vec<String> = responses
         .iter()
         .filter_map(|(_, s)| s.metadata.as_ref().map(|m| m.id.clone()))
+        .chain(responses.iter().filter_map(|(_, s)| {
+            s.status
+                .as_ref()
+                .map(|st| st.main_process_instance_id.clone())
+        }))
+        .filter(|k| !k.is_empty())
         .chain([h.run_id().to_string()])
         .chain(h.image("good").ok())
         .chain(h.image("rogue-credentials").ok())
@@ -173,7 +295,11 @@ pub async fn token_absent(h: Harness) -> CaseResult {
     for (source, sandbox) in &responses {
         for (path, value) in strings(sandbox) {
             if let Some(sign) = leak_in(&value, Some((&token_hash, token_len)), &known) {
-                return Err(fail("OSC-SEC-004", "no token in any string field of the read APIs", format!("{source}: {path} {sign}")));
+                return Err(fail(
+                    "OSC-SEC-004",
+                    "no token in any string field of the read APIs",
+                    format!("{source}: {path} {sign}"),
+                ));
             }
         }
     }
@@ -186,7 +312,9 @@ mod tests {
 
     #[test]
     fn verdict_words_are_parsed() {
-        let v = verdict("other: rogue credentials: no-token=Unauthenticated other-sandbox=PermissionDenied");
+        let v = verdict(
+            "other: rogue credentials: no-token=Unauthenticated other-sandbox=PermissionDenied",
+        );
         assert_eq!(v["no-token"], "Unauthenticated");
         assert_eq!(v["other-sandbox"], "PermissionDenied");
     }
@@ -196,7 +324,9 @@ mod tests {
         let token = "s3cr3t-t0ken-value-0123456789";
         let hash = &hex::encode(Sha256::digest(token.as_bytes()))[..16];
         let t = Some((hash, token.len()));
-        assert!(leak_in(&format!("policy: x {token} y"), t, &[]).unwrap().contains("token"));
+        assert!(leak_in(&format!("policy: x {token} y"), t, &[])
+            .unwrap()
+            .contains("token"));
         assert!(leak_in("policy: nothing here, nothing at all", t, &[]).is_none());
         let hex32 = "0123456789abcdef0123456789abcdef";
         assert!(leak_in(hex32, None, &[]).unwrap().contains("32-digit"));

@@ -9,7 +9,9 @@ use super::RunReport;
 /// Writes the diagnostics folders of every failed case.
 pub fn write(report: &RunReport, dir: &Path) -> std::io::Result<()> {
     for case in &report.cases {
-        let Some(failure) = &case.failure else { continue };
+        let Some(failure) = &case.failure else {
+            continue;
+        };
         let folder = dir.join(&case.id);
         std::fs::create_dir_all(&folder)?;
         std::fs::write(
@@ -21,12 +23,19 @@ pub fn write(report: &RunReport, dir: &Path) -> std::io::Result<()> {
                 failure.requirement,
                 failure.expected,
                 failure.observed,
-                failure.note.as_deref().map(|n| format!("note: {n}\n")).unwrap_or_default()
+                failure
+                    .note
+                    .as_deref()
+                    .map(|n| format!("note: {n}\n"))
+                    .unwrap_or_default()
             ),
         )?;
         let history: Vec<String> = failure.history.iter().map(ToString::to_string).collect();
         std::fs::write(folder.join("history.txt"), history.join("\n") + "\n")?;
-        std::fs::write(folder.join("backend-output.txt"), failure.logs.join("\n") + "\n")?;
+        std::fs::write(
+            folder.join("backend-output.txt"),
+            failure.logs.join("\n") + "\n",
+        )?;
     }
     Ok(())
 }

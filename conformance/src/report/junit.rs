@@ -64,8 +64,14 @@ pub fn render(report: &RunReport) -> String {
                     escape(&c.message)
                 ));
             }
-            Outcome::Skipped => out.push_str(&format!("      <skipped message=\"{}\"/>\n", escape(&c.message))),
-            Outcome::Xfail => out.push_str(&format!("      <system-out>{}</system-out>\n", escape(&c.message))),
+            Outcome::Skipped => out.push_str(&format!(
+                "      <skipped message=\"{}\"/>\n",
+                escape(&c.message)
+            )),
+            Outcome::Xfail => out.push_str(&format!(
+                "      <system-out>{}</system-out>\n",
+                escape(&c.message)
+            )),
             Outcome::Passed => {}
         }
         out.push_str(&format!(
@@ -85,6 +91,9 @@ mod tests {
 
     #[test]
     fn markup_and_control_characters_are_escaped() {
-        assert_eq!(escape("a<b & \"c\"\x1b"), "a&lt;b &amp; &quot;c&quot;\\u{1b}");
+        assert_eq!(
+            escape("a<b & \"c\"\x1b"),
+            "a&lt;b &amp; &quot;c&quot;\\u{1b}"
+        );
     }
 }

@@ -30,12 +30,22 @@ pub fn render(report: &RunReport) -> String {
     let problems: Vec<_> = report
         .cases
         .iter()
-        .filter(|c| matches!(c.result, Outcome::Failed | Outcome::Xpass | Outcome::Skipped | Outcome::Xfail))
+        .filter(|c| {
+            matches!(
+                c.result,
+                Outcome::Failed | Outcome::Xpass | Outcome::Skipped | Outcome::Xfail
+            )
+        })
         .collect();
     if !problems.is_empty() {
         out.push_str("\n## Details\n");
         for c in problems {
-            out.push_str(&format!("\n### `{}` — {}\n\n```text\n{}\n```\n", c.id, c.result.label(), c.message));
+            out.push_str(&format!(
+                "\n### `{}` — {}\n\n```text\n{}\n```\n",
+                c.id,
+                c.result.label(),
+                c.message
+            ));
             if c.failure.is_some() {
                 out.push_str(&format!("Diagnostics: `diagnostics/{}/`\n", c.id));
             }

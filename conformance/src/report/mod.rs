@@ -103,7 +103,11 @@ impl CaseReport {
             requirements: vec!["OSC-CLEAN-002".into()],
             level: "core".into(),
             driver: driver.name().into(),
-            result: if failed { Outcome::Failed } else { Outcome::Passed },
+            result: if failed {
+                Outcome::Failed
+            } else {
+                Outcome::Passed
+            },
             duration_ms: 0,
             message: if failed {
                 format!(
@@ -119,11 +123,16 @@ impl CaseReport {
 
     /// Applies an expectations entry.
     pub fn apply_expectation(&mut self, entry: &Entry) {
-        let link = entry.link.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
+        let link = entry
+            .link
+            .as_deref()
+            .map(|l| format!(" ({l})"))
+            .unwrap_or_default();
         match (entry.result, self.result) {
             (Expected::Failed, Outcome::Failed) => {
                 self.result = Outcome::Xfail;
-                self.message = format!("expected failure: {}{link}\n{}", entry.reason, self.message);
+                self.message =
+                    format!("expected failure: {}{link}\n{}", entry.reason, self.message);
             }
             (Expected::Failed, Outcome::Passed) => {
                 self.result = Outcome::Xpass;
@@ -203,8 +212,17 @@ impl RunReport {
     /// The summary table for the console.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let width = self.cases.iter().map(|c| c.id.len()).max().unwrap_or(4).max(4);
-        out.push_str(&format!("{:<width$}  {:<6}  {:<18}  {:>8}\n", "case", "result", "requirement", "time"));
+        let width = self
+            .cases
+            .iter()
+            .map(|c| c.id.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        out.push_str(&format!(
+            "{:<width$}  {:<6}  {:<18}  {:>8}\n",
+            "case", "result", "requirement", "time"
+        ));
         for c in &self.cases {
             out.push_str(&format!(
                 "{:<width$}  {:<6}  {:<18}  {:>7.1}s\n",

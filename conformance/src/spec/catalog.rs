@@ -56,7 +56,13 @@ impl Case {
 }
 
 /// The lanes of every fixture case (gVisor runs them best-effort, see [`fixture_env`]).
-const FIXTURE_LANES: &[Driver] = &[Driver::Process, Driver::Docker, Driver::DockerRunsc, Driver::Vm, Driver::K3s];
+const FIXTURE_LANES: &[Driver] = &[
+    Driver::Process,
+    Driver::Docker,
+    Driver::DockerRunsc,
+    Driver::Vm,
+    Driver::K3s,
+];
 
 /// The requirements a fixture's outcome shows, beside `OSC-API-009` (every fixture's).
 pub fn fixture_requirements(name: &str) -> &'static [&'static str] {
@@ -87,10 +93,13 @@ pub fn fixture_lanes(name: &str) -> Vec<Driver> {
 
 /// Environment a lane adds to fixture cases: under gVisor every fixture runs with
 /// `OPENSHELL_BEST_EFFORT_FAILURES=1`, since `unshare(CLONE_NEWNET)` fails there by design
-/// (strict mode on gVisor is the case `runsc-strict-netns-eperm`).
+/// (strict mode on gVisor is the case `runsc-strict-netns-is-fatal`).
 pub fn fixture_env(driver: Driver) -> Vec<(String, String)> {
     match driver {
-        Driver::DockerRunsc => vec![(openshell_proto::env::BEST_EFFORT_FAILURES.to_string(), "1".to_string())],
+        Driver::DockerRunsc => vec![(
+            openshell_proto::env::BEST_EFFORT_FAILURES.to_string(),
+            "1".to_string(),
+        )],
         _ => Vec::new(),
     }
 }
@@ -108,7 +117,10 @@ fn level_of(ids: &[String]) -> Level {
 pub fn all(fixtures: &Catalog) -> Vec<Case> {
     let mut cases = Vec::new();
     for fixture in fixtures.fixtures() {
-        let mut reqs: Vec<String> = fixture_requirements(&fixture.name).iter().map(|s| s.to_string()).collect();
+        let mut reqs: Vec<String> = fixture_requirements(&fixture.name)
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         reqs.push("OSC-API-009".to_string());
         cases.push(Case {
             id: format!("fixture-{}", fixture.name),
@@ -136,18 +148,22 @@ pub fn all(fixtures: &Catalog) -> Vec<Case> {
 /// Whether `id` matches a `--filter` pattern: a substring, a glob with `*`, or `=<id>` exactly; a
 /// comma list matches any of its items; `level:core` / `level:extended` and requirement ids match too.
 pub fn matches(case: &Case, pattern: &str) -> bool {
-    pattern.split(',').map(str::trim).filter(|p| !p.is_empty()).any(|p| {
-        if let Some(exact) = p.strip_prefix('=') {
-            return case.id == exact;
-        }
-        if let Some(level) = p.strip_prefix("level:") {
-            return case.level.name() == level;
-        }
-        if case.requirements.iter().any(|r| r == p) {
-            return true;
-        }
-        glob(p, &case.id)
-    })
+    pattern
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .any(|p| {
+            if let Some(exact) = p.strip_prefix('=') {
+                return case.id == exact;
+            }
+            if let Some(level) = p.strip_prefix("level:") {
+                return case.level.name() == level;
+            }
+            if case.requirements.iter().any(|r| r == p) {
+                return true;
+            }
+            glob(p, &case.id)
+        })
 }
 
 fn glob(pattern: &str, text: &str) -> bool {
@@ -183,7 +199,10 @@ mod tests {
         let fixtures = Catalog::load_default().unwrap();
         let cases = all(&fixtures);
         for fixture in fixtures.fixtures() {
-            let case = cases.iter().find(|c| c.id == format!("fixture-{}", fixture.name)).unwrap();
+            let case = cases
+                .iter()
+                .find(|c| c.id == format!("fixture-{}", fixture.name))
+                .unwrap();
             assert!(case.requirements.contains(&"OSC-API-009".to_string()));
         }
     }
@@ -192,7 +211,10 @@ mod tests {
     fn filters_match_substrings_globs_levels_and_requirements() {
         let fixtures = Catalog::load_default().unwrap();
         let cases = all(&fixtures);
-        let stale = cases.iter().find(|c| c.id == "fixture-stale-policy").unwrap();
+        let stale = cases
+            .iter()
+            .find(|c| c.id == "fixture-stale-policy")
+            .unwrap();
         assert!(matches(stale, "stale"));
         assert!(matches(stale, "fixture-*-policy"));
         assert!(!matches(stale, "boot-*"));

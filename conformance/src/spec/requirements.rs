@@ -101,13 +101,21 @@ pub fn parse(text: &str) -> Result<Vec<Requirement>> {
 }
 
 fn parse_heading(line: usize, heading: &str, group: &str) -> Result<Requirement> {
-    let bad = |message: &str| SpecError::Heading { line, message: message.to_string() };
+    let bad = |message: &str| SpecError::Heading {
+        line,
+        message: message.to_string(),
+    };
     let parts: Vec<&str> = heading.split('·').map(str::trim).collect();
     let [id, strength, level, source] = parts.as_slice() else {
-        return Err(bad("expected `### OSC-<GROUP>-<NNN> · MUST|SHOULD · core|extended · <source>`"));
+        return Err(bad(
+            "expected `### OSC-<GROUP>-<NNN> · MUST|SHOULD · core|extended · <source>`",
+        ));
     };
     let well_formed = id.split('-').count() == 3
-        && id.rsplit('-').next().is_some_and(|n| n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()));
+        && id
+            .rsplit('-')
+            .next()
+            .is_some_and(|n| n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()));
     if !well_formed {
         return Err(bad("the id must look like OSC-GROUP-NNN"));
     }
@@ -122,7 +130,9 @@ fn parse_heading(line: usize, heading: &str, group: &str) -> Result<Requirement>
         _ => return Err(bad("level must be core or extended")),
     };
     let source_ok = *source == "project"
-        || source.strip_prefix("seed ").is_some_and(|n| n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()));
+        || source
+            .strip_prefix("seed ")
+            .is_some_and(|n| n.len() == 3 && n.bytes().all(|b| b.is_ascii_digit()));
     if !source_ok {
         return Err(bad("source must be `seed NNN` or `project`"));
     }
@@ -173,7 +183,9 @@ mod tests {
     fn malformed_headings_are_rejected_with_their_line() {
         let err = parse("## G\n### OSC-X-001 · MAY · core · project\ntext\n").unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
-        let err = parse("### OSC-X-001 · MUST · core · project\n### OSC-X-001 · MUST · core · project\n").unwrap_err();
+        let err =
+            parse("### OSC-X-001 · MUST · core · project\n### OSC-X-001 · MUST · core · project\n")
+                .unwrap_err();
         assert!(matches!(err, SpecError::Duplicate(_)));
     }
 }
