@@ -179,6 +179,7 @@ impl ComputeDriver for DockerDriver {
                 e => DriverError::CreateFailed(format!("container {name}: {e}")),
             });
         }
+        self.registry.mark_created(&sandbox_id);
         self.start(&sandbox_id, &name).await?;
         let follower_done = logs::follow(self.engine.clone(), name, tracking.sink);
         tokio::spawn(async move {
@@ -263,6 +264,7 @@ impl ComputeDriver for DockerDriver {
                 // Asked about it: follow its events from now on (e.g. after a gateway restart).
                 if !self.registry.contains(sandbox_id) {
                     drop(self.registry.track(sandbox_id, &self.events));
+                    self.registry.mark_created(sandbox_id);
                     self.wake.notify_one();
                 }
                 Ok(true)

@@ -36,6 +36,8 @@ pub enum EngineEvent {
 #[derive(Debug)]
 struct Tracked {
     events: mpsc::UnboundedSender<EngineEvent>,
+    /// The container exists (created by this driver, or found by `exists`).
+    created: bool,
     deleting: Arc<AtomicBool>,
     tail: Arc<Mutex<Tail>>,
     logs_done: watch::Receiver<bool>,
@@ -78,6 +80,7 @@ impl Registry {
         ));
         let tracked = Tracked {
             events: engine_tx,
+            created: false,
             deleting,
             tail: tail.clone(),
             logs_done: done_rx,
@@ -105,9 +108,21 @@ impl Registry {
             .is_some_and(|t| t.events.send(event).is_ok())
     }
 
-    /// Every tracked sandbox id.
-    pub fn ids(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
+    /// Records that the sandbox's container exists (from then on it is reconciled).
+    pub fn mark_created(&self, sandbox_id: &str) {
+        if let Some(tracked) = self.lock().get_mut(sandbox_id) {
+            tracked.created = true;
+        }
+    }
+
+    /// Every tracked sandbox whose container was created (one still being created is not
+    /// there to inspect yet, and its `create` reports its own errors).
+    pub fn created_ids(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, t)| t.created)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Marks the sandbox as being deleted (its task reports nothing more) and returns the
@@ -232,6 +247,16 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn only_created_containers_are_reconciled() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let registry = Registry::default();
+        let _creating = registry.track("creating", &tx);
+        let _created = registry.track("created", &tx);
+        registry.mark_created("created");
+        assert_eq!(registry.created_ids(), vec!["created".to_string()]);
     }
 
     #[tokio::test]

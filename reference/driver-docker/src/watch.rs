@@ -51,7 +51,7 @@ pub async fn run(engine: Arc<Engine>, registry: Registry, wake: Arc<Notify>) {
         if down.elapsed() >= LOST_AFTER && !lost_reported {
             lost_reported = true;
             let detail = format!("lost the docker event stream: {problem}");
-            for id in registry.ids() {
+            for id in registry.created_ids() {
                 registry.dispatch(&id, EngineEvent::Lost(detail.clone()));
             }
         }
@@ -127,7 +127,7 @@ pub fn engine_event(message: &EventMessage) -> Option<(String, EngineEvent)> {
 
 /// Inspects every tracked container and dispatches what its state implies.
 async fn reconcile(engine: &Engine, registry: &Registry) {
-    for sandbox_id in registry.ids() {
+    for sandbox_id in registry.created_ids() {
         let name = container_name(&sandbox_id);
         let inspected = engine
             .bounded("inspect container", engine::QUICK, |c| async move {
