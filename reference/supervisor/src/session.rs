@@ -244,7 +244,17 @@ impl Gateway {
         let mut first = Some(first);
         let mut backoff = BACKOFF_MIN;
         loop {
-            match self.open(&hello).await {
+            // While the first session is pending, no attempt may outlast its bound.
+            let attempt = match first.is_some() {
+                true => {
+                    let left = first_bound.saturating_sub(start.elapsed()).max(BACKOFF_MIN);
+                    tokio::time::timeout(left, self.open(&hello))
+                        .await
+                        .unwrap_or(Err(SessionError::Timeout(first_bound)))
+                }
+                false => self.open(&hello).await,
+            };
+            match attempt {
                 Ok(session) => {
                     tracing::info!(session_id = %session.session_id, heartbeat = ?session.heartbeat, "gateway session accepted");
                     if let Some(tx) = first.take() {

@@ -180,3 +180,28 @@ async fn unreachable_gateway_ends_the_supervisor_within_its_bound() {
         outcome.stderr
     );
 }
+
+#[tokio::test]
+async fn hanging_gateway_ends_the_supervisor_within_its_bound() {
+    // Accepts TCP connections (the kernel completes them) but never answers a byte.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let root = Root::assemble("good");
+    let outcome = Launch::default()
+        .start(&root, &endpoint)
+        .finish(Duration::from_secs(40))
+        .await;
+    eprintln!(
+        "hanging gateway: supervisor exited {:?} after {:?}",
+        outcome.code, outcome.elapsed
+    );
+    assert!(matches!(outcome.code, Some(c) if c != 0), "{outcome:?}");
+    // 10 s for the first session + at most 5 s for the report attempt, plus slack.
+    assert!(outcome.elapsed < Duration::from_secs(18), "{outcome:?}");
+    assert!(
+        outcome.stderr.contains("startup failed: gateway: "),
+        "{}",
+        outcome.stderr
+    );
+    drop(silent);
+}
