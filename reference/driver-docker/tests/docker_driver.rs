@@ -96,6 +96,20 @@ async fn exiting_image(docker: &bollard::Docker) -> anyhow::Result<String> {
     .await
 }
 
+/// Removes a sandbox's container when a test ends early (a failed assertion), so failures leave
+/// nothing behind; a test that got as far as its own delete finds nothing to remove.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &format!("openshell-{}", self.0)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
 fn request(image: &str, runtime: Option<&str>, command: &[&str]) -> SandboxRequest {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let sandbox_id = format!(
@@ -155,6 +169,7 @@ async fn runs_and_reports(docker: &bollard::Docker, runtime: &str) -> anyhow::Re
     let (driver, mut rx) = driver(runtime)?;
     let req = request(&image, None, &[]);
     let id = req.sandbox_id.clone();
+    let _cleanup = Cleanup(id.clone());
 
     let started = Instant::now();
     driver.create(req).await?;
@@ -244,6 +259,7 @@ async fn request_command_and_runtime_class_override_the_defaults() -> anyhow::Re
         &["sh", "-c", "echo standin=$STANDIN; exit 3"],
     );
     let id = req.sandbox_id.clone();
+    let _cleanup = Cleanup(id.clone());
     driver.create(req).await?;
     let (exited, before) = until(&mut rx, "Exited", |e| {
         matches!(e, DriverEvent::Exited { .. })
@@ -283,6 +299,7 @@ async fn container_removed_behind_the_drivers_back_is_gone() -> anyhow::Result<(
     let (driver, mut rx) = driver("runc")?;
     let req = request(&image, None, &["sh", "-c", "echo up; exec sleep 600"]);
     let id = req.sandbox_id.clone();
+    let _cleanup = Cleanup(id.clone());
     driver.create(req).await?;
     until(&mut rx, "Running", |e| {
         matches!(e, DriverEvent::Running { .. })
@@ -318,6 +335,7 @@ async fn deleting_a_running_sandbox_keeps_its_output_and_reports_no_exit() -> an
         &["sh", "-c", "echo before-delete; exec sleep 600"],
     );
     let id = req.sandbox_id.clone();
+    let _cleanup = Cleanup(id.clone());
     driver.create(req).await?;
     until(
         &mut rx,
@@ -350,6 +368,7 @@ async fn missing_image_is_image_not_found() -> anyhow::Result<()> {
     let (driver, _rx) = driver("runc")?;
     let req = request("openshell-fixture/absent:000000000000", None, &[]);
     let id = req.sandbox_id.clone();
+    let _cleanup = Cleanup(id.clone());
     match driver.create(req).await {
         Err(DriverError::ImageNotFound { image, detail }) => {
             assert_eq!(image, "openshell-fixture/absent:000000000000");
@@ -387,6 +406,7 @@ async fn entrypoint_that_cannot_run_is_start_failed() -> anyhow::Result<()> {
     let (driver, _rx) = driver("runc")?;
     let req = request(&image, None, &[]);
     let id = req.sandbox_id.clone();
+    let _cleanup = Cleanup(id.clone());
     match driver.create(req).await {
         Err(DriverError::StartFailed(message)) => {
             assert!(message.contains("/nonexistent"), "{message}")
