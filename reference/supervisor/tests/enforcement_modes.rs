@@ -155,3 +155,32 @@ async fn probe_notices_when_the_filters_are_skipped() {
         outcome.stderr
     );
 }
+
+#[tokio::test]
+async fn supervisor_already_at_the_target_ids_skips_the_privilege_drop() {
+    // Seed 003: an outer runtime started the entrypoint as sandbox (1000:1000). Without
+    // privileges netns fails (EPERM, tolerated in best-effort mode) and the drop must be a
+    // no-op instead of failing; the hook and the main process still run as 1000.
+    let root = Root::assemble("boot-ok");
+    let gw = GatewayDouble::start().await;
+    let launch = Launch {
+        env: vec![("OPENSHELL_BEST_EFFORT_FAILURES".into(), "1".into())],
+        command: Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "test \"$(cat /tmp/boot-marker)\" = 1000 && test \"$(id -u):$(id -g)\" = 1000:1000"
+                .into(),
+        ]),
+        as_ids: Some((1000, 1000)),
+        ..Default::default()
+    };
+    let outcome = launch.start(&root, &gw.endpoint()).finish(BOUND).await;
+    let events = gw.drain().await;
+    let hello = events.iter().find_map(|e| match e {
+        Event::Hello { hello, .. } => Some(hello.clone()),
+        _ => None,
+    });
+    let hello = hello.unwrap_or_else(|| panic!("no hello: {events:?}\n{}", outcome.stderr));
+    assert_eq!(hello.degraded, vec![degraded("netns", "failed", "EPERM")]);
+    assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
+}

@@ -87,6 +87,9 @@ pub struct Launch {
     /// Drop CAP_SYS_ADMIN from the bounding set before exec: the supervisor then runs as root
     /// without it, and `unshare(CLONE_NEWNET)` fails with EPERM for real (as under gVisor).
     pub without_cap_sys_admin: bool,
+    /// Start the supervisor already as this uid:gid (an outer runtime that dropped privileges
+    /// before the entrypoint, seed 003).
+    pub as_ids: Option<(u32, u32)>,
 }
 
 /// A running supervisor.
@@ -126,9 +129,9 @@ impl Launch {
         .kill_on_drop(true);
         let root_c = CString::new(root.path().as_os_str().as_bytes()).unwrap();
         let proc_c = CString::new(root.path().join("proc").as_os_str().as_bytes()).unwrap();
-        let drop_admin = self.without_cap_sys_admin;
+        let (drop_admin, ids) = (self.without_cap_sys_admin, self.as_ids);
         // SAFETY: `enter` makes only raw system calls on data prepared before the fork.
-        unsafe { cmd.pre_exec(move || enter(&root_c, &proc_c, drop_admin)) };
+        unsafe { cmd.pre_exec(move || enter(&root_c, &proc_c, drop_admin, ids)) };
         let mut child = cmd.spawn().expect("spawn the supervisor");
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut pipe = child.stderr.take().unwrap();
@@ -220,7 +223,12 @@ fn cvt(rc: libc::c_int) -> std::io::Result<()> {
 }
 
 /// In the forked child: new mount + PID namespaces, fork PID 1, /proc, chroot.
-fn enter(root: &CString, proc_dir: &CString, drop_admin: bool) -> std::io::Result<()> {
+fn enter(
+    root: &CString,
+    proc_dir: &CString,
+    drop_admin: bool,
+    ids: Option<(u32, u32)>,
+) -> std::io::Result<()> {
     // SAFETY: prctl with integer arguments only.
     cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) })?;
     // SAFETY: unshare takes flags only.
@@ -262,6 +270,15 @@ fn enter(root: &CString, proc_dir: &CString, drop_admin: bool) -> std::io::Resul
     if drop_admin {
         // SAFETY: prctl with integer arguments only.
         cvt(unsafe { libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_ADMIN) })?;
+    }
+    if let Some((uid, gid)) = ids {
+        let groups = [gid];
+        // SAFETY: the kernel reads one gid from `groups`, which outlives the call.
+        cvt(unsafe { libc::syscall(libc::SYS_setgroups, 1, groups.as_ptr()) } as libc::c_int)?;
+        // SAFETY: integers only.
+        cvt(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) } as libc::c_int)?;
+        // SAFETY: integers only.
+        cvt(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) } as libc::c_int)?;
     }
     Ok(())
 }
