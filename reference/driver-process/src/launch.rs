@@ -15,8 +15,9 @@
 //! 2. **PID 1** (the intermediate's child): arms `PR_SET_PDEATHSIG(SIGKILL)` (and exits if the
 //!    intermediate died before that), makes every mount private, chroots into the root, mounts a
 //!    fresh `proc` on `/proc` and a small `tmpfs` on `/dev` with `null`, `zero`, `full`,
-//!    `random`, `urandom` and the `fd`/`stdin`/`stdout`/`stderr` links, restores an empty signal
-//!    mask, and returns to `std`, which execs the supervisor. A failure here (or of the `exec`)
+//!    `random`, `urandom` and the `fd`/`stdin`/`stdout`/`stderr` links, marks every inherited
+//!    descriptor above 2 close-on-exec, restores an empty signal mask, and returns to `std`,
+//!    which execs the supervisor with stdin `/dev/null` and stdout/stderr the gateway's pipes. A failure here (or of the `exec`)
 //!    reaches the gateway's `spawn` through std's close-on-exec error pipe.
 //!
 //! The network namespace is the host's: the supervisor reaches the gateway at `127.0.0.1`.
@@ -98,6 +99,8 @@ impl Plan {
             sys::exit_now(EXIT_ORPHANED);
         }
         sys::close(alive_read);
+        // Descriptors the gateway leaked without close-on-exec (a jobserver pipe, …) stay out.
+        sys::cloexec_from_3()?;
         sys::mount(c"none", c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
         sys::chdir(&self.root)?;
         sys::chroot(c".")?;

@@ -161,6 +161,19 @@ pub fn close_all_but(keep: RawFd) -> io::Result<()> {
     check(unsafe { libc::close_range(keep.max(2) + 1, libc::c_uint::MAX, 0) }).map(drop)
 }
 
+/// Marks every descriptor from 3 up close-on-exec (so `exec` drops whatever was inherited).
+pub fn cloexec_from_3() -> io::Result<()> {
+    // SAFETY: close_range takes plain integers; with CLOSE_RANGE_CLOEXEC it only sets flags.
+    check(unsafe {
+        libc::close_range(
+            3,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
+        )
+    })
+    .map(drop)
+}
+
 /// Whether the write end of the pipe `fd` reads from has been closed by every holder.
 pub fn hung_up(fd: RawFd) -> io::Result<bool> {
     let mut pfd = libc::pollfd {

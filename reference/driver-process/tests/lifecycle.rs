@@ -57,6 +57,10 @@ async fn the_supervisor_is_pid_1_and_sees_the_fixture_tree_as_root() -> anyhow::
     );
     assert!(has("cwd=/"), "{lines:#?}");
     assert!(has("devnull-ok"), "{lines:#?}");
+    assert!(
+        has("fds=0,1,2,3"),
+        "stdio and the fd listing itself, nothing inherited: {lines:#?}"
+    );
     h.driver.delete("root-view").await?;
     Ok(())
 }
