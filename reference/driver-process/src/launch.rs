@@ -21,6 +21,8 @@
 //!    reaches the gateway's `spawn` through std's close-on-exec error pipe.
 //!
 //! The network namespace is the host's: the supervisor reaches the gateway at `127.0.0.1`.
+//!
+//! Errors are plain `std::io::Error`s (what `pre_exec` must return; they do not allocate).
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -31,6 +33,9 @@ use crate::sys;
 
 /// Exit code of a launch process that found its parent already gone.
 pub const EXIT_ORPHANED: i32 = 125;
+
+/// The intermediate's process name (`/proc/<pid>/comm`; its cmdline stays the gateway's).
+pub const INTERMEDIATE_NAME: &CStr = c"openshell-init";
 
 /// The character devices every sandbox gets in `/dev`: path, major, minor.
 const DEVICES: &[(&CStr, u32, u32)] = &[
@@ -90,6 +95,8 @@ impl Plan {
             return self.become_pid_one(alive_read);
         }
         sys::close(alive_read);
+        // It never execs, so without a name `ps` would show a second gateway.
+        let _ = sys::set_name(INTERMEDIATE_NAME);
         intermediate(child, alive_write, &watched)
     }
 

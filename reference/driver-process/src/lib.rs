@@ -33,8 +33,9 @@
 //!
 //! **Leak audit scheme** (the conformance suite re-implements it by reading `/proc`; [`residue`]
 //! is this crate's version): a sandbox process is any `/proc/<pid>` whose `root` link resolves
-//! under `<state_dir>/roots/` (the first component below is the sandbox id); a leftover root is
-//! any entry of `<state_dir>/roots/`. Mounts never leak onto the host: a sandbox mounts only in
+//! under `<state_dir>/roots/` (the first component below is the sandbox id; compare against the
+//! canonical state directory, as the links are); a leftover root is any entry of
+//! `<state_dir>/roots/`. Mounts never leak onto the host: a sandbox mounts only in
 //! its own private mount namespace, which the kernel drops with its last process.
 //!
 //! **Tests.** `cargo test -p openshell-driver-process` (as root). The integration tests in

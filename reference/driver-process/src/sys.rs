@@ -136,6 +136,12 @@ pub fn set_parent_death_signal(signal: libc::c_int) -> io::Result<()> {
         .map(drop)
 }
 
+/// `prctl(PR_SET_NAME)`: the thread's name in `ps` and `/proc/<pid>/comm` (15 bytes at most).
+pub fn set_name(name: &CStr) -> io::Result<()> {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string that outlives the call.
+    check(unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) }).map(drop)
+}
+
 /// `pipe2(O_CLOEXEC)`: (read end, write end).
 pub fn pipe_cloexec() -> io::Result<(RawFd, RawFd)> {
     let mut fds = [-1 as RawFd; 2];

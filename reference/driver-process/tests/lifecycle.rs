@@ -147,6 +147,20 @@ async fn delete_kills_the_whole_sandbox_and_removes_root_and_labels() -> anyhow:
         inside.len() >= 2,
         "supervisor and sleep run chrooted in the root: {inside:?}"
     );
+    let pid1 = inside.iter().map(|p| p.pid).min().unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{pid1}/status"))?;
+    let ppid: i32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .unwrap_or_default()
+        .trim()
+        .parse()?;
+    let name = std::fs::read_to_string(format!("/proc/{ppid}/comm"))?;
+    assert_eq!(
+        name.trim(),
+        "openshell-init",
+        "the intermediate is recognisable in ps"
+    );
     assert!(h.driver.exists("long").await?);
 
     let started = Instant::now();
@@ -240,5 +254,51 @@ async fn a_supervisor_that_cannot_exec_is_a_start_failure_that_leaves_nothing() 
         h.events.try_recv().is_err(),
         "no Running for a sandbox that never started"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn several_sandboxes_run_side_by_side_and_leave_nothing_behind() -> anyhow::Result<()> {
+    let mut h = harness()?;
+    let ids = ["side-a", "side-b", "side-c", "side-d"];
+    let script = "echo up; exec sleep 2147483647";
+    let requests = ids.map(|id| h.request(id, "good", &["/bin/sh", "-c", script]));
+    let [a, b, c, d] = requests;
+    let (ra, rb, rc, rd) = tokio::join!(
+        h.driver.create(a?),
+        h.driver.create(b?),
+        h.driver.create(c?),
+        h.driver.create(d?)
+    );
+    for result in [ra, rb, rc, rd] {
+        result?;
+    }
+    let mut up = std::collections::BTreeSet::new();
+    while up.len() < ids.len() {
+        match h.next_event().await? {
+            DriverEvent::Output { sandbox_id, line } if line == "up" => {
+                up.insert(sandbox_id);
+            }
+            DriverEvent::Running { .. } | DriverEvent::Output { .. } => {}
+            other => anyhow::bail!("unexpected {other:?}"),
+        }
+    }
+    let running = openshell_driver_process::residue(h.state.path())?;
+    assert_eq!(
+        running.processes.len(),
+        ids.len(),
+        "one process each (sh execs sleep): {running:?}"
+    );
+    let (da, db, dc, dd) = tokio::join!(
+        h.driver.delete(ids[0]),
+        h.driver.delete(ids[1]),
+        h.driver.delete(ids[2]),
+        h.driver.delete(ids[3])
+    );
+    for removed in [da, db, dc, dd] {
+        assert!(removed?);
+    }
+    let residue = openshell_driver_process::residue(h.state.path())?;
+    assert!(residue.is_empty(), "{residue:?}");
     Ok(())
 }

@@ -40,7 +40,12 @@ async fn the_real_supervisor_starts_in_the_root_and_is_deleted_without_residue(
             "not-a-real-token".to_string(),
         ),
     ]);
+    let started = std::time::Instant::now();
     h.driver.create(request).await?;
+    eprintln!(
+        "create (hash, assemble, launch) took {:?}",
+        started.elapsed()
+    );
     assert!(matches!(h.next_event().await?, DriverEvent::Running { .. }));
     // Wait for its first word (or its end), whichever comes first.
     let first = h.next_event().await?;
