@@ -38,9 +38,14 @@
 //! `<state_dir>/roots/`. Mounts never leak onto the host: a sandbox mounts only in
 //! its own private mount namespace, which the kernel drops with its last process.
 //!
-//! **Tests.** `cargo test -p openshell-driver-process` (as root). The integration tests in
-//! `tests/` run a stand-in supervisor (`src/bin/fake_supervisor.rs`: prints its pid and
-//! environment, then execs its arguments) and busybox, so they do not need a gateway.
+//! **Tests.** `cargo test -p openshell-driver-process` (as root). `tests/lifecycle.rs` runs a
+//! stand-in supervisor (`src/bin/fake_supervisor.rs`: prints its pid, environment and open
+//! descriptors, then execs its arguments) with busybox, so it needs no gateway;
+//! `tests/gateway_death.rs` SIGKILLs a helper "gateway" process and waits (pidfds) for its
+//! sandbox to die; `tests/real_supervisor.rs` runs the workspace's supervisor when it is built.
+//!
+//! **In `ps`.** Each sandbox shows as `openshell-init` (the intermediate: the gateway's child,
+//! its cmdline still the gateway's), its child the supervisor (PID 1 inside), and the rest.
 //!
 //! # Layout
 //! - [`sys`]: the system calls, one `unsafe` block each, nothing that allocates.
