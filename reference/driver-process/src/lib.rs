@@ -31,7 +31,7 @@
 //! refuses without it ([`require_root`]), and when an input binary (supervisor, busybox, probe)
 //! is missing. The supervisor must be static (the roots hold no libraries).
 //!
-//! **Leak audit scheme** (the conformance suite re-implements it by reading `/proc`; [`residue`]
+//! **Leak audit scheme** (the conformance suite re-implements it by reading `/proc`; [`residue()`]
 //! is this crate's version): a sandbox process is any `/proc/<pid>` whose `root` link resolves
 //! under `<state_dir>/roots/` (the first component below is the sandbox id; compare against the
 //! canonical state directory, as the links are); a leftover root is any entry of
@@ -53,7 +53,7 @@
 //! - [`spawner`]: the long-lived thread every launch is forked from (`PDEATHSIG` is per thread).
 //! - [`sandbox`]: one running sandbox: its output pumps, its monitor, stopping it.
 //! - [`image`]: image reference → fixture; argv and environment.
-//! - [`residue`]: what sandboxes leave on the host (the leak audit scheme), mount cleanup.
+//! - [`mod@residue`]: what sandboxes leave on the host (the leak audit scheme), mount cleanup.
 //! - this file: [`ProcessDriver`] and the [`openshell_driver::ComputeDriver`] implementation.
 
 pub mod image;
