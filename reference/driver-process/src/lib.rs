@@ -365,7 +365,10 @@ impl ComputeDriver for ProcessDriver {
         if !is_safe_id(sandbox_id) {
             return Ok(false);
         }
-        Ok(self.is_running(sandbox_id) || self.root_of(sandbox_id).exists())
+        // Only a live process is a live backend: a root left on disk after the gateway died
+        // (PR_SET_PDEATHSIG killed its processes) is residue, so the gateway marks the sandbox
+        // BackendLost at start and its cleanup removes the root.
+        Ok(self.is_running(sandbox_id))
     }
 }
 

@@ -123,9 +123,10 @@ async fn stdout_and_stderr_lines_arrive_before_the_exit_code() -> anyhow::Result
     for line in ["to-stdout", "to-stderr", "no-newline"] {
         assert!(lines.iter().any(|l| l == line), "{line}: {lines:#?}");
     }
+    assert!(h.root("output").exists(), "the root stays until delete");
     assert!(
-        h.driver.exists("output").await?,
-        "the root stays until delete"
+        !h.driver.exists("output").await?,
+        "an exited sandbox is no live backend"
     );
     assert!(h.driver.delete("output").await?);
     Ok(())
@@ -221,8 +222,8 @@ async fn a_stale_root_is_replaced_by_a_fresh_one() -> anyhow::Result<()> {
     std::fs::create_dir_all(h.root("stale").join("tmp"))?;
     std::fs::write(h.root("stale").join("tmp/left-over"), "old")?;
     assert!(
-        h.driver.exists("stale").await?,
-        "a root on disk exists (e.g. after a gateway restart)"
+        !h.driver.exists("stale").await?,
+        "a root left on disk (e.g. after a gateway restart) is residue, not a live backend"
     );
     h.driver
         .create(h.request("stale", "good", &["/bin/sh", "-c", "ls /tmp | wc -l"])?)
