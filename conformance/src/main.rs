@@ -82,16 +82,20 @@ enum Command {
 }
 
 fn list(driver: Option<Driver>, with_requirements: bool) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
     let fixtures =
         openshell_fixtures::Catalog::load_default().context("loading fixtures/manifest.toml")?;
+    let mut out = String::new();
     if with_requirements {
         for r in requirements::all() {
-            println!(
+            writeln!(
+                out,
                 "{}  {:?}  {}  {}  {}",
                 r.id, r.strength, r.level, r.source, r.group
-            );
+            )?;
         }
-        println!();
+        out.push('\n');
     }
     let cases = catalog::all(&fixtures);
     let width = cases.iter().map(|c| c.id.len()).max().unwrap_or(10);
@@ -100,14 +104,17 @@ fn list(driver: Option<Driver>, with_requirements: bool) -> anyhow::Result<()> {
         .filter(|c| driver.is_none_or(|d| c.applies_to(d)))
     {
         let drivers: Vec<&str> = c.drivers.iter().map(|d| d.name()).collect();
-        println!(
-            "{:<width$}  {:<8}  {:<40}  {}",
+        let reqs = c.requirements.join(",");
+        writeln!(
+            out,
+            "{:<width$}  {:<8}  {reqs:<40}  {}",
             c.id,
             c.level.name(),
-            c.requirements.join(","),
             drivers.join(",")
-        );
+        )?;
     }
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(())
 }
 

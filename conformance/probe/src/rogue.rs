@@ -6,19 +6,23 @@
 //! - `hygiene`: one report (stage OTHER) of about 10 KiB laced with ESC sequences, BEL, DEL, NUL,
 //!   the 8-bit CSI (U+009B) and multi-byte characters; the stored message must come back escaped
 //!   and at most 4096 bytes.
-//! - `credentials`: reports without a token (own id), for an unknown id, for another live
+//! - `credentials`: `ConnectSupervisor` and `ReportMainProcessExit` without a token, and
+//!   reports without a token (own id), for an unknown id, for another live
 //!   sandbox's id (`OPENSHELL_PROBE_OTHER_SANDBOX_ID`) and for a deleted one's
 //!   (`OPENSHELL_PROBE_DELETED_SANDBOX_ID`), each with a message saying what it is, then the
 //!   verdict with its own id and token: `rogue credentials: no-token=<code>
-//!   unknown-sandbox=<code> other-sandbox=<code> deleted-sandbox=<code> token-sha256=<16 hex>
-//!   token-len=<n>` (`<code>` is the gRPC code name, `Ok`, or `not-tried`). The token's hash
+//!   unknown-sandbox=<code> other-sandbox=<code> deleted-sandbox=<code> no-token-connect=<code>
+//!   no-token-exit=<code> token-sha256=<16 hex> token-len=<n>` (`<code>` is the gRPC code name, `Ok`, or `not-tried`). The token's hash
 //!   prefix and length let the suite look for the token in every read response without ever
 //!   learning it.
 //!
 //! Exit status: 0 once the last report was accepted, 1 when it was not, 2 on a usage error.
 
 use openshell_proto::v1::open_shell_client::OpenShellClient;
-use openshell_proto::v1::{ReportSupervisorErrorRequest, SupervisorStartupStage};
+use openshell_proto::v1::{
+    supervisor_message, ReportMainProcessExitRequest, ReportSupervisorErrorRequest,
+    SupervisorHello, SupervisorMessage, SupervisorStartupStage,
+};
 use sha2::{Digest, Sha256};
 use tonic::transport::Channel;
 
@@ -66,6 +70,29 @@ async fn report(
     }
 }
 
+fn code_of<T>(result: Result<T, tonic::Status>) -> String {
+    match result {
+        Ok(_) => "Ok".to_string(),
+        Err(status) => format!("{:?}", status.code()),
+    }
+}
+
+/// `ConnectSupervisor` without a token: the hello must be refused before any session exists.
+async fn connect_without_token(client: &mut OpenShellClient<Channel>, sandbox_id: &str) -> String {
+    let hello = SupervisorMessage {
+        payload: Some(supervisor_message::Payload::Hello(SupervisorHello {
+            sandbox_id: sandbox_id.to_string(),
+            instance_id: "rogue-probe".to_string(),
+            degraded: Vec::new(),
+        })),
+    };
+    let outbound = tonic::codegen::tokio_stream::iter(vec![hello]);
+    match client.connect_supervisor(outbound).await {
+        Err(status) => format!("{:?}", status.code()),
+        Ok(response) => code_of(response.into_inner().message().await),
+    }
+}
+
 /// About 10 KiB of hostile text.
 pub fn hostile_message() -> String {
     let mut message = String::from("rogue hygiene: ");
@@ -96,6 +123,13 @@ async fn run_async(mode: &str) -> Result<u8, String> {
                 "rogue attempt without a token",
             )
             .await;
+            let no_token_connect = connect_without_token(&mut client, &cred.sandbox_id).await;
+            let exit_request = ReportMainProcessExitRequest {
+                sandbox_id: cred.sandbox_id.clone(),
+                instance_id: "rogue-probe".to_string(),
+                exit_code: 99,
+            };
+            let no_token_exit = code_of(client.report_main_process_exit(exit_request).await);
             let unknown_id = format!("rogue-unknown-{}", std::process::id());
             let unknown = report(
                 &mut client,
@@ -125,7 +159,8 @@ async fn run_async(mode: &str) -> Result<u8, String> {
             }
             let hash = hex::encode(Sha256::digest(cred.token.as_bytes()));
             let verdict = format!(
-                "rogue credentials: no-token={no_token} unknown-sandbox={unknown} {} token-sha256={} token-len={}",
+                "rogue credentials: no-token={no_token} unknown-sandbox={unknown} {} \
+                 no-token-connect={no_token_connect} no-token-exit={no_token_exit} token-sha256={} token-len={}",
                 tried.join(" "),
                 &hash[..16],
                 cred.token.len()

@@ -4,7 +4,8 @@
 //! the supervisor. With the token the driver hands it, it sends crafted `ReportSupervisorError`
 //! calls and finally reports its own verdict (its own id, its own token) as
 //! `other: rogue credentials: no-token=<code> unknown-sandbox=<code> other-sandbox=<code>
-//! deleted-sandbox=<code> token-sha256=<16 hex> token-len=<n>`, which the suite reads back through the API.
+//! deleted-sandbox=<code> no-token-connect=<code> no-token-exit=<code> token-sha256=<16 hex>
+//! token-len=<n>`, which the suite reads back through the API.
 //!
 //! The token check cannot know the token, so it combines three signs of a leak in every string
 //! field of Get, List and Watch responses: (1) any substring of the token's length whose SHA-256
@@ -94,6 +95,20 @@ pub async fn rogue_reports_refused(h: Harness) -> CaseResult {
         "Unauthenticated",
         "OSC-SEC-001",
         "a report without a token",
+    )?;
+    check_verdict(
+        &v,
+        "no-token-connect",
+        "Unauthenticated",
+        "OSC-SEC-001",
+        "ConnectSupervisor without a token",
+    )?;
+    check_verdict(
+        &v,
+        "no-token-exit",
+        "Unauthenticated",
+        "OSC-SEC-001",
+        "ReportMainProcessExit without a token",
     )?;
     check_verdict(
         &v,
