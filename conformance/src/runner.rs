@@ -351,6 +351,12 @@ pub async fn run_case(case: Case, harness: Harness, timeout: Duration) -> CaseRe
     };
     // Cleanup and per-case audit: whatever the case created must go.
     let created = harness.created();
+    // Before deleting: on failure, the backend output tail of every sandbox of the case, as the
+    // gateway keeps it (WatchSandbox follow_logs), for the diagnostics folder.
+    let tail = match &result {
+        Err(CaseError::Failed(_)) => log_tail(&harness, &created).await,
+        _ => Vec::new(),
+    };
     for c in &created {
         let _ = harness.delete(&c.name).await;
     }
@@ -385,7 +391,11 @@ pub async fn run_case(case: Case, harness: Harness, timeout: Duration) -> CaseRe
         }
         Err(CaseError::Failed(mut failure)) => {
             failure.history = harness.journal().history();
-            failure.logs = harness.journal().logs();
+            failure.logs = if tail.is_empty() {
+                harness.journal().logs()
+            } else {
+                tail
+            };
             report.result = Outcome::Failed;
             report.requirement = failure.requirement.clone();
             report.message = failure.to_string();
@@ -393,6 +403,35 @@ pub async fn run_case(case: Case, harness: Harness, timeout: Duration) -> CaseRe
         }
     }
     report
+}
+
+/// The backend output tail of each sandbox (up to 200 lines each, 3 s per sandbox).
+async fn log_tail(harness: &Harness, created: &[crate::harness::Created]) -> Vec<String> {
+    use crate::observe::{watch, Journal, WatchOpts};
+    let mut lines = Vec::new();
+    for c in created.iter().filter(|c| !c.id.is_empty()) {
+        let journal = Journal::default();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let opts = WatchOpts {
+            stop_on_terminal: true,
+            follow_logs: true,
+        };
+        let _ = watch(
+            &mut harness.client(),
+            &c.id,
+            opts,
+            deadline,
+            &journal,
+            |_| false,
+        )
+        .await;
+        let logs = journal.logs();
+        if !logs.is_empty() {
+            lines.push(format!("==> {} ({})", c.name, c.id));
+            lines.extend(logs);
+        }
+    }
+    lines
 }
 
 /// Deletes whatever is still listed with the run label, then waits (bounded) for the backend to
