@@ -2,12 +2,12 @@
 //!
 //! | check | exit code | holds when |
 //! |---|---|---|
-//! | `netns-differs` | 10 | `/proc/self/ns/net` differs from `/proc/1/ns/net` (PID 1 is the supervisor in both drivers); when PID 1's link cannot be read (it is root, we are not), its `/proc/1/net/dev` interface list must differ from ours |
+//! | `netns-differs` | 10 | `/proc/self/ns/net` differs from `/proc/1/ns/net` (PID 1 is the supervisor in both drivers); when PID 1's link cannot be read (it is root, we are not), its `/proc/1/net/dev` interface list must differ from ours. Under gVisor the links' inode numbers differ even without a new namespace, so there only `netns-only-lo` is conclusive |
 //! | `netns-only-lo` | 11 | `/proc/self/net/dev` lists only `lo`, and `lo` is up (127.0.0.1 can be bound) |
 //! | `seccomp-eperm` | 12 | `io_uring_setup` fails with EPERM (the workload filter blocks it; without a filter the null-pointer call fails with EFAULT instead) |
 //! | `identity` | 13 | real/effective uid and gid are the user's from `/etc/passwd`, groups are its primary group plus the `/etc/group` entries listing it |
 //! | `no-root` | 14 | `setuid(0)` fails |
-//! | `capabilities` | 15 | `CapEff`, `CapPrm`, `CapAmb` and `CapBnd` are 0 and `NoNewPrivs` is 1 in `/proc/self/status` |
+//! | `capabilities` | 15 | the effective, permitted, inheritable, bounding and ambient sets are empty and `no_new_privs` is set (read with capget/prctl) |
 //! | `token-absent` | 16 | `OPENSHELL_SANDBOX_TOKEN` is not in the environment |
 //! | `boot-marker` | 17 | (with `--marker PATH`) the file holds our uid: the boot hook ran as us, before us |
 //!
@@ -238,30 +238,31 @@ fn no_root() -> Result<String, String> {
 }
 
 fn capabilities() -> Result<String, String> {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::trim)
-            .unwrap_or("?")
-    };
+    // Syscalls, not /proc/self/status: gVisor's status file has no CapAmb or NoNewPrivs lines.
+    let err = |what: &str, e: i32| format!("{what}: {}", sys::errno_name(e));
+    let (eff, prm, inh) = sys::capabilities().map_err(|e| err("capget", e))?;
+    let bnd = sys::bounding_set().map_err(|e| err("PR_CAPBSET_READ", e))?;
+    let amb = sys::ambient_set().map_err(|e| err("PR_CAP_AMBIENT_IS_SET", e))?;
+    let nnp = sys::no_new_privs().map_err(|e| err("PR_GET_NO_NEW_PRIVS", e))?;
     let wrong: Vec<String> = [
-        ("CapEff:", "0"),
-        ("CapPrm:", "0"),
-        ("CapAmb:", "0"),
-        ("CapBnd:", "0"),
-        ("NoNewPrivs:", "1"),
+        ("effective", eff),
+        ("permitted", prm),
+        ("inheritable", inh),
+        ("bounding", bnd),
+        ("ambient", amb),
     ]
     .into_iter()
-    .filter(|(name, want)| field(name).trim_start_matches('0') != want.trim_start_matches('0'))
-    .map(|(name, want)| format!("{name} {} (want {want})", field(name)))
+    .filter(|(_, set)| *set != 0)
+    .map(|(name, set)| format!("{name} set {set:#x}"))
+    .chain((!nnp).then(|| "no_new_privs is not set".to_string()))
     .collect();
     if wrong.is_empty() {
-        Ok("no capabilities, bounding set empty, no_new_privs".into())
+        Ok("no capabilities in any set (bounding and ambient included), no_new_privs".into())
     } else {
-        Err(wrong.join(", "))
+        Err(format!(
+            "{} (want every set empty and no_new_privs)",
+            wrong.join(", ")
+        ))
     }
 }
 

@@ -13,13 +13,13 @@ use crate::sys::{self, Errno};
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
     /// unshare(2) failed (EPERM under gVisor or without CAP_SYS_ADMIN).
-    #[error("unshare(CLONE_NEWNET) failed: {} ({})", .0, .0.desc())]
+    #[error("unshare(CLONE_NEWNET) failed: {:?} ({})", .0, .0.desc())]
     Unshare(Errno),
     /// The new namespace could not be opened (is /proc mounted?).
     #[error("cannot open /proc/thread-self/ns/net of the new namespace: {0} (is /proc mounted?)")]
     Open(#[source] std::io::Error),
     /// `lo` could not be brought up.
-    #[error("cannot bring up lo in the new namespace: {} ({})", .0, .0.desc())]
+    #[error("cannot bring up lo in the new namespace: {:?} ({})", .0, .0.desc())]
     Loopback(Errno),
     /// The helper thread died.
     #[error("the netns thread failed: {0}")]
@@ -67,5 +67,20 @@ impl Netns {
     /// The fd the spawn path joins.
     pub fn fd(&self) -> RawFd {
         self.file.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unshare_failure_names_the_errno_once() {
+        let e = NetnsError::Unshare(Errno::EPERM);
+        assert_eq!(
+            e.to_string(),
+            "unshare(CLONE_NEWNET) failed: EPERM (Operation not permitted)"
+        );
+        assert_eq!(e.detail(), "EPERM");
     }
 }

@@ -32,10 +32,10 @@ pub enum SpawnError {
     #[error("setsid failed: {0}")]
     Session(Errno),
     /// `setns` into the workload namespace failed.
-    #[error("joining the workload network namespace failed: {} ({})", .0, .0.desc())]
+    #[error("joining the workload network namespace failed: {:?} ({})", .0, .0.desc())]
     Netns(Errno),
     /// The privilege drop failed or did not hold.
-    #[error("dropping privileges to {user} ({uid}:{gid}) failed: {} ({})", .errno, .errno.desc())]
+    #[error("dropping privileges to {user} ({uid}:{gid}) failed: {:?} ({})", .errno, .errno.desc())]
     Privileges {
         user: String,
         uid: u32,
@@ -43,7 +43,7 @@ pub enum SpawnError {
         errno: Errno,
     },
     /// The workload filter was refused.
-    #[error("applying the workload seccomp filter failed: {} ({})", .0, .0.desc())]
+    #[error("applying the workload seccomp filter failed: {:?} ({})", .0, .0.desc())]
     Seccomp(Errno),
     /// `exec` failed.
     #[error("{program} is {what}")]
@@ -229,7 +229,7 @@ fn exec_failure(errno: Errno) -> String {
             "not found, or its #! interpreter is missing (no such file or directory)".into()
         }
         Errno::ENOEXEC => "not a valid executable (exec format error: missing #! line?)".into(),
-        e => format!("not executable: {} ({})", e, e.desc()),
+        e => format!("not executable: {e:?} ({})", e.desc()),
     }
 }
 
