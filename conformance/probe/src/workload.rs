@@ -2,7 +2,7 @@
 //!
 //! | check | exit code | holds when |
 //! |---|---|---|
-//! | `netns-differs` | 10 | `/proc/self/ns/net` differs from `/proc/1/ns/net` (PID 1 is the supervisor in both drivers); when PID 1's link cannot be read (it is root, we are not), its `/proc/1/net/dev` interface list must differ from ours. Under gVisor the links' inode numbers differ even without a new namespace, so there only `netns-only-lo` is conclusive |
+//! | `netns-differs` | 10 | `/proc/self/ns/net` differs from `/proc/1/ns/net` (PID 1 is the supervisor in both drivers); when PID 1's link cannot be read (it is root, we are not), its `/proc/1/net/dev` interface list must differ from ours. Either way, the same non-`lo` interfaces as PID 1 fail it (gVisor shows different ns inodes for one namespace) |
 //! | `netns-only-lo` | 11 | `/proc/self/net/dev` lists only `lo`, and `lo` is up (127.0.0.1 can be bound) |
 //! | `seccomp-eperm` | 12 | `io_uring_setup` fails with EPERM (the workload filter blocks it; without a filter the null-pointer call fails with EFAULT instead) |
 //! | `identity` | 13 | real/effective uid and gid are the user's from `/etc/passwd`, groups are its primary group plus the `/etc/group` entries listing it |
@@ -141,6 +141,18 @@ fn interfaces(path: &str) -> Result<BTreeSet<String>, String> {
 fn netns_differs() -> Result<String, String> {
     let own = std::fs::read_link("/proc/self/ns/net")
         .map_err(|e| format!("cannot read /proc/self/ns/net: {e}"))?;
+    let ours = interfaces("/proc/self/net/dev")?;
+    // PID 1's interfaces, when readable: a workload namespace holds only lo, so the same
+    // non-lo interfaces as the supervisor's mean the same network whatever the links say
+    // (gVisor shows different ns inodes for one namespace).
+    let theirs = interfaces("/proc/1/net/dev");
+    if let Ok(theirs) = &theirs {
+        if *theirs == ours && ours.iter().any(|i| i != "lo") {
+            return Err(format!(
+                "PID 1 (the supervisor) and we see the same interfaces {ours:?}"
+            ));
+        }
+    }
     match std::fs::read_link("/proc/1/ns/net") {
         Ok(pid1) if pid1 != own => Ok(format!(
             "{} != supervisor's {}",
@@ -151,22 +163,18 @@ fn netns_differs() -> Result<String, String> {
             "same namespace as PID 1 (the supervisor): {}",
             pid1.display()
         )),
-        Err(e) => {
-            let ours = interfaces("/proc/self/net/dev")?;
-            let theirs = interfaces("/proc/1/net/dev").map_err(|e2| {
-                format!("cannot read /proc/1/ns/net ({e}) nor compare interfaces ({e2})")
-            })?;
-            if ours != theirs {
-                Ok(format!(
-                    "{} (/proc/1/ns/net unreadable: {e}; PID 1 sees {theirs:?}, we see {ours:?})",
-                    own.display()
-                ))
-            } else {
-                Err(format!(
-                    "/proc/1/ns/net unreadable ({e}) and PID 1 sees the same interfaces {ours:?}"
-                ))
-            }
-        }
+        Err(e) => match theirs {
+            Ok(theirs) if theirs != ours => Ok(format!(
+                "{} (/proc/1/ns/net unreadable: {e}; PID 1 sees {theirs:?}, we see {ours:?})",
+                own.display()
+            )),
+            Ok(_) => Err(format!(
+                "/proc/1/ns/net unreadable ({e}) and PID 1 sees the same interfaces {ours:?}"
+            )),
+            Err(e2) => Err(format!(
+                "cannot read /proc/1/ns/net ({e}) nor compare interfaces ({e2})"
+            )),
+        },
     }
 }
 

@@ -184,3 +184,24 @@ async fn supervisor_already_at_the_target_ids_skips_the_privilege_drop() {
     assert_eq!(hello.degraded, vec![degraded("netns", "failed", "EPERM")]);
     assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
 }
+
+#[tokio::test]
+async fn probe_notices_when_the_workload_shares_the_supervisors_network() {
+    // Best-effort mode tolerated the netns failure: the workload is on the host network, and
+    // the probe's first check says so with its code (10), the second agrees.
+    let root = Root::assemble("workload-probe");
+    let gw = GatewayDouble::start().await;
+    let launch = without_admin(&[("OPENSHELL_BEST_EFFORT_FAILURES", "1")]);
+    let outcome = launch.start(&root, &gw.endpoint()).finish(BOUND).await;
+    assert_eq!(outcome.code, Some(10), "{}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains("FAIL netns-differs"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.contains("FAIL netns-only-lo"),
+        "{}",
+        outcome.stderr
+    );
+}
