@@ -28,7 +28,7 @@ pub enum SeccompError {
     #[error("the thread trying the workload filter panicked")]
     Thread,
     /// The kernel refused the filter.
-    #[error("cannot apply the {which} filter: {source}")]
+    #[error("cannot apply the {which} filter: {source} [{}]", kernel_detail(.source))]
     Apply {
         which: &'static str,
         #[source]
@@ -43,15 +43,20 @@ impl SeccompError {
             SeccompError::Compile { source, .. } | SeccompError::Apply { source, .. } => source,
             SeccompError::Thread => return "thread".into(),
         };
-        match source {
-            seccompiler::Error::Prctl(e) | seccompiler::Error::Seccomp(e) => {
-                e.raw_os_error().map_or_else(
-                    || e.to_string(),
-                    |n| format!("{:?}", nix::errno::Errno::from_raw(n)),
-                )
-            }
-            other => other.to_string(),
+        kernel_detail(source)
+    }
+}
+
+/// The errno name of a seccompiler error (`EINVAL`), or its text.
+fn kernel_detail(source: &seccompiler::Error) -> String {
+    match source {
+        seccompiler::Error::Prctl(e) | seccompiler::Error::Seccomp(e) => {
+            e.raw_os_error().map_or_else(
+                || e.to_string(),
+                |n| format!("{:?}", nix::errno::Errno::from_raw(n)),
+            )
         }
+        other => other.to_string(),
     }
 }
 

@@ -205,3 +205,57 @@ async fn probe_notices_when_the_workload_shares_the_supervisors_network() {
         outcome.stderr
     );
 }
+
+fn seccomp_einval(env: &[(&str, &str)]) -> Launch {
+    Launch {
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        seccomp_einval: true,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn strict_mode_reports_a_refused_supervisor_filter_with_its_errno() {
+    let root = Root::assemble("good");
+    let (report, _) = single_failure(&root, &seccomp_einval(&[]), Stage::SupervisorSeccomp).await;
+    assert!(
+        report
+            .message
+            .contains("cannot apply the supervisor filter")
+            && report.message.contains("EINVAL"),
+        "{}",
+        report.message
+    );
+}
+
+#[tokio::test]
+async fn undeclared_workload_filter_failure_stays_fatal_when_the_prelude_is_declared() {
+    let root = Root::assemble("good");
+    let launch = seccomp_einval(&[("OPENSHELL_SKIP_BOOTSTRAP", "supervisor-seccomp")]);
+    let (report, _) = single_failure(&root, &launch, Stage::WorkloadSeccomp).await;
+    assert!(
+        report.message.contains("cannot apply the workload filter"),
+        "{}",
+        report.message
+    );
+}
+
+#[tokio::test]
+async fn best_effort_tolerates_refused_filters_and_lists_both() {
+    let root = Root::assemble("good");
+    let list = hello_degraded(
+        &root,
+        &seccomp_einval(&[("OPENSHELL_BEST_EFFORT_FAILURES", "yes")]),
+    )
+    .await;
+    assert_eq!(
+        list,
+        vec![
+            degraded("supervisor-seccomp", "failed", "EINVAL"),
+            degraded("workload-seccomp", "failed", "EINVAL")
+        ]
+    );
+}

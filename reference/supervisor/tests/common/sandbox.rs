@@ -90,6 +90,23 @@ pub struct Launch {
     /// Start the supervisor already as this uid:gid (an outer runtime that dropped privileges
     /// before the entrypoint, seed 003).
     pub as_ids: Option<(u32, u32)>,
+    /// Start the supervisor under a seccomp filter that answers `seccomp(2)` with EINVAL, as
+    /// gVisor does for filters it does not model: both of the supervisor's filters fail for real.
+    pub seccomp_einval: bool,
+}
+
+/// The harness filter of [`Launch::seccomp_einval`].
+fn seccomp_einval_filter() -> seccompiler::BpfProgram {
+    let rules = [(libc::SYS_seccomp, vec![])].into_iter().collect();
+    let arch = std::env::consts::ARCH.try_into().expect("arch");
+    let filter = seccompiler::SeccompFilter::new(
+        rules,
+        seccompiler::SeccompAction::Allow,
+        seccompiler::SeccompAction::Errno(libc::EINVAL as u32),
+        arch,
+    )
+    .expect("filter");
+    filter.try_into().expect("compile")
 }
 
 /// A running supervisor.
@@ -130,8 +147,19 @@ impl Launch {
         let root_c = CString::new(root.path().as_os_str().as_bytes()).unwrap();
         let proc_c = CString::new(root.path().join("proc").as_os_str().as_bytes()).unwrap();
         let (drop_admin, ids) = (self.without_cap_sys_admin, self.as_ids);
+        let filter = self.seccomp_einval.then(seccomp_einval_filter);
         // SAFETY: `enter` makes only raw system calls on data prepared before the fork.
-        unsafe { cmd.pre_exec(move || enter(&root_c, &proc_c, drop_admin, ids)) };
+        unsafe {
+            cmd.pre_exec(move || {
+                enter(&root_c, &proc_c, drop_admin, ids)?;
+                match &filter {
+                    Some(program) => {
+                        seccompiler::apply_filter(program).map_err(std::io::Error::other)
+                    }
+                    None => Ok(()),
+                }
+            })
+        };
         let mut child = cmd.spawn().expect("spawn the supervisor");
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut pipe = child.stderr.take().unwrap();
