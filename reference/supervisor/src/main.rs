@@ -18,7 +18,7 @@ fn main() {
         Ok(cfg) => cfg,
         Err(e) => {
             // Nobody to report to without id, endpoint and token: stderr only.
-            eprintln!("openshell-supervisor: config: {e}");
+            startup::say(&format!("config: {e}"));
             std::process::exit(startup::EXIT_CONFIG);
         }
     };
@@ -29,7 +29,7 @@ fn main() {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("openshell-supervisor: cannot start the async runtime: {e}");
+            startup::say(&format!("cannot start the async runtime: {e}"));
             std::process::exit(startup::EXIT_STARTUP_FAILED);
         }
     };

@@ -76,19 +76,19 @@ pub async fn run(cfg: Config) -> i32 {
     let gateway = match Gateway::new(&cfg.endpoint, &cfg.token, &cfg.sandbox_id, &instance_id) {
         Ok(g) => Arc::new(g),
         Err(e) => {
-            eprintln!("openshell-supervisor: config: {e}");
+            say(&format!("config: {e}"));
             return EXIT_CONFIG;
         }
     };
     match supervise(cfg, &gateway, &instance_id).await {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("openshell-supervisor: startup failed: {failure}");
+            say(&format!("startup failed: {failure}"));
             if let Err(e) = gateway
                 .report_error(failure.stage, &failure.message, REPORT_BOUND)
                 .await
             {
-                eprintln!("openshell-supervisor: could not report the failure to the gateway: {e}");
+                say(&format!("could not report the failure to the gateway: {e}"));
             }
             EXIT_STARTUP_FAILED
         }
@@ -270,6 +270,12 @@ fn forward(pid: i32, signal: Signal) {
     if sys::kill(-pid, signal).is_err() {
         let _ = sys::kill(pid, signal);
     }
+}
+
+/// One line on stderr in one write, so it never interleaves with the workload's output.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("openshell-supervisor: {line}\n").as_bytes());
 }
 
 /// A fresh random id for this main process (32 hex digits).
