@@ -291,6 +291,31 @@ impl Harness {
         }
     }
 
+    /// Watches a sandbox whose entrypoint is not the supervisor (the rogue probe, `no-session`)
+    /// until it is Ready or Error: Ready is a failure of OSC-READY-003, since nothing there opens a
+    /// supervisor session.
+    pub async fn wait_not_ready(
+        &self,
+        created: &Created,
+        requirement: &str,
+    ) -> CaseResult<Snapshot> {
+        let last = self.wait_terminal(created, requirement).await?;
+        if last.phase == "Ready" || last.ready.as_ref().is_some_and(|c| c.status == "True") {
+            let note = "the fixture's entrypoint is not the supervisor, so nothing may open a session: either the \
+                        driver ran the supervisor instead of the manifest's `entrypoint`, or the gateway made the \
+                        sandbox Ready without a session";
+            return Err(crate::check::with_note(
+                fail(
+                    "OSC-READY-003",
+                    "no Ready phase and no Ready=True without a supervisor session",
+                    last.to_string(),
+                ),
+                Some(note.to_string()),
+            ));
+        }
+        Ok(last)
+    }
+
     /// Watches `created` until `until` holds on a snapshot; a deadline or an ended stream first
     /// fails `requirement` with the last snapshot.
     pub async fn wait_for(

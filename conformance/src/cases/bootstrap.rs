@@ -128,7 +128,7 @@ pub async fn nothing_degraded(h: Harness) -> CaseResult {
     let last = h.wait_terminal(&created, "OSC-BOOTSTRAP-005").await?;
     ensure(
         last.phase == "Ready",
-        "OSC-BOOTSTRAP-005",
+        "OSC-READY-001",
         "the good sandbox to reach Ready",
         || observed(&last),
     )?;

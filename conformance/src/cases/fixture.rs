@@ -93,25 +93,14 @@ pub async fn run(h: Harness, fixture: Fixture) -> CaseResult {
     let created = h
         .create("fx", &fixture.name, CreateOpts::default(), requirement)
         .await?;
-    let last = h
-        .wait_phase(&created, &phase_word(&fixture.expect.phase), requirement)
-        .await?;
-    if Catalog::entrypoint_of(&fixture)
-        != [format!("/{}", openshell_fixtures::tree::SUPERVISOR_PATH)]
-    {
+    let supervisor = [format!("/{}", openshell_fixtures::tree::SUPERVISOR_PATH)];
+    let last = if Catalog::entrypoint_of(&fixture) != supervisor {
         // Not the supervisor: nothing ever opens a session, so nothing may ever be Ready.
-        let history = h.journal().history();
-        if let Some(ready) = history
-            .iter()
-            .find(|s| s.phase == "Ready" || s.ready.as_ref().is_some_and(|c| c.status == "True"))
-        {
-            return Err(fail(
-                "OSC-READY-003",
-                "no Ready phase and no Ready=True without a supervisor session",
-                format!("{ready}"),
-            ));
-        }
-    }
+        h.wait_not_ready(&created, requirement).await?
+    } else {
+        h.wait_phase(&created, &phase_word(&fixture.expect.phase), requirement)
+            .await?
+    };
     expect_outcome(&last, &fixture.expect, requirement)
 }
 

@@ -24,7 +24,7 @@ pub async fn hostile_message(h: Harness) -> CaseResult {
     let rogue = h
         .create("hyg", "rogue-hygiene", CreateOpts::default(), "OSC-HYG-001")
         .await?;
-    let last = h.wait_phase(&rogue, "Error", "OSC-HYG-001").await?;
+    let last = h.wait_not_ready(&rogue, "OSC-HYG-001").await?;
     ensure(
         last.phase == "Error" && last.reason() == "SupervisorError",
         "OSC-HYG-001",

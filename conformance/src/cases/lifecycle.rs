@@ -45,7 +45,7 @@ pub async fn error_never_overwritten(h: Harness) -> CaseResult {
     let last = h.wait_terminal(&created, "OSC-ERR-003").await?;
     ensure(
         last.phase == "Error",
-        "OSC-ERR-003",
+        "OSC-ERR-001",
         "the stale-policy sandbox to reach Error",
         || observed(&last),
     )?;
@@ -85,10 +85,13 @@ pub async fn error_visible_everywhere(h: Harness) -> CaseResult {
     let last = h.wait_terminal(&created, "OSC-ERR-004").await?;
     ensure(
         last.phase == "Error",
-        "OSC-ERR-004",
+        "OSC-ERR-001",
         "the stale-policy sandbox to reach Error",
         || observed(&last),
     )?;
+    // Let the backend exit first, so the three reads see the settled record; a record that
+    // changed meanwhile is OSC-ERR-003's failure, not this one's.
+    let _ = h.wait_resources_gone(&created.id, REMOVAL_LIMIT).await;
     let got = h
         .get(&created.name)
         .await
@@ -96,10 +99,11 @@ pub async fn error_visible_everywhere(h: Harness) -> CaseResult {
     let got = Snapshot::of(&got);
     ensure(
         same_error(&got, &last),
-        "OSC-ERR-004",
-        &format!("GetSandbox to show {last}"),
+        "OSC-ERR-003",
+        &format!("GetSandbox after the backend exited to still show {last}"),
         || got.to_string(),
     )?;
+    let last = got;
     let selector = format!(
         "{}={},{CASE_LABEL}={}",
         labels::RUN_ID,
@@ -154,7 +158,7 @@ pub async fn cleanup_after_error(h: Harness) -> CaseResult {
     let last = h.wait_terminal(&created, "OSC-CLEAN-001").await?;
     ensure(
         last.phase == "Error",
-        "OSC-CLEAN-001",
+        "OSC-ERR-001",
         "the stale-policy sandbox to reach Error",
         || observed(&last),
     )?;
@@ -197,7 +201,7 @@ pub async fn cleanup_after_delete(h: Harness) -> CaseResult {
     let last = h.wait_terminal(&created, "OSC-CLEAN-002").await?;
     ensure(
         last.phase == "Ready",
-        "OSC-CLEAN-002",
+        "OSC-READY-001",
         "the good sandbox to reach Ready before the delete",
         || observed(&last),
     )?;
@@ -261,7 +265,7 @@ pub async fn backend_labels(h: Harness) -> CaseResult {
     let last = h.wait_terminal(&created, "OSC-CLEAN-003").await?;
     ensure(
         last.phase == "Ready",
-        "OSC-CLEAN-003",
+        "OSC-READY-001",
         "the good sandbox to reach Ready",
         || observed(&last),
     )?;

@@ -3,6 +3,10 @@
 //! A body gets a [`Harness`] and returns a [`CaseResult`]: `Ok`, a failure naming a requirement
 //! with expected and observed values, or a skip naming the missing prerequisite. The runner adds
 //! the status history, deletes what the case created and audits the backend afterwards.
+//!
+//! A case whose *precondition* fails (the `stale-policy` sandbox never reaches Error, the `good`
+//! one never Ready) names the requirement of that precondition (`OSC-ERR-001`, `OSC-READY-001`),
+//! not its own, so one broken rule fails one requirement id across the run.
 
 pub mod api;
 pub mod bootstrap;

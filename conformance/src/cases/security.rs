@@ -64,7 +64,7 @@ pub async fn rogue_reports_refused(h: Harness) -> CaseResult {
     let other_before = h.wait_terminal(&other, "OSC-SEC-002").await?;
     ensure(
         other_before.phase == "Ready",
-        "OSC-SEC-002",
+        "OSC-READY-001",
         "the victim sandbox (good) to be Ready first",
         || observed(&other_before),
     )?;
@@ -81,7 +81,7 @@ pub async fn rogue_reports_refused(h: Harness) -> CaseResult {
     let rogue = h
         .create("rogue", "rogue-credentials", opts, "OSC-SEC-001")
         .await?;
-    let last = h.wait_phase(&rogue, "Error", "OSC-SEC-001").await?;
+    let last = h.wait_not_ready(&rogue, "OSC-SEC-001").await?;
     ensure(
         last.phase == "Error" && last.message().contains("rogue credentials:"),
         "OSC-SEC-001",
@@ -247,7 +247,7 @@ pub async fn token_absent(h: Harness) -> CaseResult {
         )
         .await?;
     h.wait_terminal(&good, "OSC-SEC-004").await?;
-    let rogue_last = h.wait_phase(&rogue, "Error", "OSC-SEC-004").await?;
+    let rogue_last = h.wait_not_ready(&rogue, "OSC-SEC-004").await?;
     let v = verdict(rogue_last.message());
     let token_hash = v.get("token-sha256").cloned().unwrap_or_default();
     let token_len: usize = v.get("token-len").and_then(|l| l.parse().ok()).unwrap_or(0);
