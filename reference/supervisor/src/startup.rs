@@ -96,16 +96,17 @@ pub async fn run(cfg: Config) -> i32 {
 }
 
 async fn supervise(cfg: Config, gateway: &Arc<Gateway>, instance_id: &str) -> Result<i32, Failure> {
-    // 1. CONFIG (the reportable part).
+    // [1] CONFIG, the reportable part: id, endpoint and token were checked in main (nobody to
+    //     tell without them); from here on every failure reaches the gateway.
     let settings = cfg.rest.map_err(|e| fail(Stage::Config, e))?;
-    // 2. Reaper.
+    // [2] Reaper before anything is spawned: we are PID 1, every child is waited for through it.
     let reaper = Reaper::start().map_err(|e| fail(Stage::Other, e))?;
     // Handlers now: as PID 1, a SIGTERM without a handler would be dropped (docker stop).
     let signals = Signals::install().map_err(|e| fail(Stage::Other, e))?;
     if let Err(e) = sys::set_child_subreaper() {
         tracing::warn!("cannot become a child subreaper: {e}");
     }
-    // 3. POLICY.
+    // [3] POLICY before IDENTITY: the identity is a policy field. Broken = fatal in every mode.
     let policy = match policy::load(Path::new(openshell_proto::POLICY_PATH))
         .map_err(|e| fail(Stage::Policy, e))?
     {
@@ -118,10 +119,12 @@ async fn supervise(cfg: Config, gateway: &Arc<Gateway>, instance_id: &str) -> Re
             Policy::default_policy()
         }
     };
-    // 4. IDENTITY.
+    // [4] IDENTITY before touching the kernel: an image-contract error is reported as such.
     let identity = identity::resolve(Path::new("/"), policy.run_as_user(), policy.run_as_group())
         .map_err(|e| fail(Stage::Identity, e))?;
-    // 5-6. Enforcement subsystems.
+    // [5] NETNS before the prelude (the prelude blocks unshare). [6] SUPERVISOR_SECCOMP before
+    //     anything image-controlled runs; WORKLOAD_SECCOMP tried now so a refusal fails at its
+    //     own stage, not mid-spawn. All three obey OPENSHELL_SKIP_BOOTSTRAP / best-effort.
     let mut degraded = Vec::new();
     let netns = enforce(&settings, Subsystem::Netns, &mut degraded, || {
         Netns::create().map_err(|e| (e.detail(), fail(Stage::Netns, e)))
@@ -150,7 +153,7 @@ async fn supervise(cfg: Config, gateway: &Arc<Gateway>, instance_id: &str) -> Re
         seccomp: workload,
         reaper: reaper.clone(),
     };
-    // 7. BOOT_HOOK.
+    // [7] BOOT_HOOK before the main process it prepares (seed 001), through the same spawn path.
     hook::run(
         &spawner,
         &reaper,
@@ -162,7 +165,7 @@ async fn supervise(cfg: Config, gateway: &Arc<Gateway>, instance_id: &str) -> Re
         hook::HookError::Spawn(s) => fail(s.stage(Stage::BootHook), s),
         other => fail(Stage::BootHook, other),
     })?;
-    // 8. SPAWN, then GATEWAY.
+    // [8] SPAWN, then GATEWAY: the session means Ready, so it opens once the workload runs.
     let main = spawner
         .spawn(&settings.command, false)
         .map_err(|e| fail(e.stage(Stage::Spawn), e))?;
@@ -184,7 +187,7 @@ async fn supervise(cfg: Config, gateway: &Arc<Gateway>, instance_id: &str) -> Re
         let _ = sys::kill(-main.pid, Signal::SIGKILL);
         return Err(fail(Stage::Gateway, e));
     }
-    // 9. Wait, report, exit.
+    // [9] Wait (signals forwarded), report the exit, exit with the child's code.
     let exit = wait_forwarding_signals(&reaper, signals, main.pid)
         .await
         .map_err(|e| fail(Stage::Other, e))?;
