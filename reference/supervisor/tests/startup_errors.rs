@@ -170,8 +170,9 @@ async fn unreachable_gateway_ends_the_supervisor_within_its_bound() {
         outcome.code, outcome.elapsed
     );
     assert!(matches!(outcome.code, Some(c) if c != 0), "{outcome:?}");
-    // 10 s of session attempts + at most 5 s for the report attempt, plus slack.
-    assert!(outcome.elapsed < Duration::from_secs(18), "{outcome:?}");
+    // 10 s of session attempts + at most 5 s for the report attempt (measured: 15.0 s), plus
+    // slack for a loaded CI machine.
+    assert!(outcome.elapsed < Duration::from_secs(22), "{outcome:?}");
     assert!(
         outcome
             .stderr
@@ -196,8 +197,9 @@ async fn hanging_gateway_ends_the_supervisor_within_its_bound() {
         outcome.code, outcome.elapsed
     );
     assert!(matches!(outcome.code, Some(c) if c != 0), "{outcome:?}");
-    // 10 s for the first session + at most 5 s for the report attempt, plus slack.
-    assert!(outcome.elapsed < Duration::from_secs(18), "{outcome:?}");
+    // 10 s for the first session + at most 5 s for the report attempt (measured: 15.0 s), plus
+    // slack for a loaded CI machine.
+    assert!(outcome.elapsed < Duration::from_secs(22), "{outcome:?}");
     assert!(
         outcome.stderr.contains("startup failed: gateway: "),
         "{}",
