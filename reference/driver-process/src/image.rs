@@ -54,16 +54,19 @@ pub fn resolve<'c>(catalog: &'c Catalog, inputs: &Inputs, reference: &str) -> Re
     Ok(fixture)
 }
 
-/// The supervisor's argv: itself, then the request's command or else the image's.
-pub fn argv(fixture_command: &[String], request_command: &[String]) -> Vec<String> {
+/// The sandbox's argv, as Docker builds it: the image's entrypoint (the supervisor unless the
+/// fixture names another), then the request's command or else the image's.
+pub fn argv(
+    entrypoint: &[String],
+    fixture_command: &[String],
+    request_command: &[String],
+) -> Vec<String> {
     let command = if request_command.is_empty() {
         fixture_command
     } else {
         request_command
     };
-    std::iter::once(SUPERVISOR.to_string())
-        .chain(command.iter().cloned())
-        .collect()
+    entrypoint.iter().chain(command.iter()).cloned().collect()
 }
 
 /// The supervisor's complete environment: `PATH`, then the image's env, then the request's.
@@ -88,11 +91,21 @@ mod tests {
 
     #[test]
     fn request_command_replaces_the_image_command() {
+        let entry = strings(&[SUPERVISOR]);
         let image = strings(&["/bin/sleep", "9"]);
-        assert_eq!(argv(&image, &[]), strings(&[SUPERVISOR, "/bin/sleep", "9"]));
         assert_eq!(
-            argv(&image, &strings(&["/bin/true"])),
+            argv(&entry, &image, &[]),
+            strings(&[SUPERVISOR, "/bin/sleep", "9"])
+        );
+        assert_eq!(
+            argv(&entry, &image, &strings(&["/bin/true"])),
             strings(&[SUPERVISOR, "/bin/true"])
+        );
+        let rogue = strings(&["/usr/local/bin/openshell-probe", "rogue"]);
+        assert_eq!(
+            argv(&rogue, &[], &[]),
+            rogue,
+            "a fixture's own entrypoint replaces the supervisor"
         );
     }
 

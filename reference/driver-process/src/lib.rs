@@ -12,7 +12,8 @@
 //! 2. assembles the fixture's root afresh into `<state_dir>/roots/<sandbox_id>/` and writes the
 //!    request's labels (`openshell.sandbox-id`, `openshell.run-id`) to
 //!    `<state_dir>/roots/<sandbox_id>.labels.json`;
-//! 3. starts `/usr/local/bin/openshell-supervisor` inside the root with argv[1..] = the request's
+//! 3. starts the fixture's entrypoint (`/usr/local/bin/openshell-supervisor` unless the manifest
+//!    names another, as Docker's ENTRYPOINT) inside the root with the arguments = the request's
 //!    command, or else the manifest's; environment = `PATH=/usr/local/bin:/bin`, overridden by the
 //!    manifest's env, overridden by the request's env; nothing of the gateway's environment;
 //! 4. as PID 1 of a new PID namespace in a new mount namespace (mounts private, chrooted, fresh
@@ -238,7 +239,11 @@ impl ProcessDriver {
                 .map_err(|e| failed(&format!("writing {}", labels.display()), &e))?;
             Ok(Prepared {
                 root,
-                argv: image::argv(&fixture.command, &request.command),
+                argv: image::argv(
+                    &openshell_fixtures::Catalog::entrypoint_of(fixture),
+                    &fixture.command,
+                    &request.command,
+                ),
                 env: image::environment(&fixture.env, &request.env),
             })
         });
