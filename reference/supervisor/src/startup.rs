@@ -107,9 +107,18 @@ async fn supervise(cfg: Config, gateway: &Arc<Gateway>, instance_id: &str) -> Re
         tracing::warn!("cannot become a child subreaper: {e}");
     }
     // [3] POLICY before IDENTITY: the identity is a policy field. Broken = fatal in every mode.
-    let policy = match policy::load(Path::new(openshell_proto::POLICY_PATH))
-        .map_err(|e| fail(Stage::Policy, e))?
-    {
+    let loaded = policy::load(Path::new(openshell_proto::POLICY_PATH));
+    // Mutant `policy-fallback` (feature `mutants` only): upstream's old bug, a broken policy
+    // silently replaced by the default. The conformance suite must catch it.
+    #[cfg(feature = "mutants")]
+    let loaded = match loaded {
+        Err(e) if std::env::var("OPENSHELL_MUTANT").as_deref() == Ok("policy-fallback") => {
+            tracing::debug!("mutant policy-fallback swallows: {e}");
+            Ok(None)
+        }
+        other => other,
+    };
+    let policy = match loaded.map_err(|e| fail(Stage::Policy, e))? {
         Some(p) => p,
         None => {
             tracing::info!(
