@@ -284,7 +284,11 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         let audit = audit_run(&client, backend, &run_id).await;
         report.leaks = audit.clone();
         if !audit.is_empty() || config.filter.is_none() {
-            report.cases.push(CaseReport::leak_audit(driver, &audit));
+            let case = CaseReport::leak_audit(driver, &audit);
+            if config.verbose {
+                print_line(total + 1, total + 1, &case);
+            }
+            report.cases.push(case);
         }
     }
     report.duration_ms = started.elapsed().as_millis() as u64;

@@ -42,7 +42,7 @@ pub async fn error_never_overwritten(h: Harness) -> CaseResult {
             .await
         })
     };
-    let last = h.wait_terminal(&created, "OSC-ERR-003").await?;
+    let last = h.wait_phase(&created, "Error", "OSC-ERR-001").await?;
     ensure(
         last.phase == "Error",
         "OSC-ERR-001",
@@ -82,7 +82,7 @@ pub async fn error_visible_everywhere(h: Harness) -> CaseResult {
     let created = h
         .create("vis", "stale-policy", CreateOpts::default(), "OSC-ERR-004")
         .await?;
-    let last = h.wait_terminal(&created, "OSC-ERR-004").await?;
+    let last = h.wait_phase(&created, "Error", "OSC-ERR-001").await?;
     ensure(
         last.phase == "Error",
         "OSC-ERR-001",
@@ -155,7 +155,7 @@ pub async fn cleanup_after_error(h: Harness) -> CaseResult {
             "OSC-CLEAN-001",
         )
         .await?;
-    let last = h.wait_terminal(&created, "OSC-CLEAN-001").await?;
+    let last = h.wait_phase(&created, "Error", "OSC-ERR-001").await?;
     ensure(
         last.phase == "Error",
         "OSC-ERR-001",
