@@ -22,6 +22,9 @@ command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 # 2. Build every binary first: tests start the real gateway, supervisor, probe and CLI.
 say "building"
 cargo build --workspace --all-targets
+# The deliberately broken reference, for the mutant test (target/mutants/; never a default build).
+bash ci/build-mutants.sh
+export OPENSHELL_MUTANTS_DIR=$PWD/target/mutants
 
 # 3. Every test, no retries.
 say "running the test suite"

@@ -58,6 +58,10 @@ pub struct Lifecycle {
     driver: Arc<dyn ComputeDriver>,
     config: CoreConfig,
     next_session: AtomicU64,
+    /// One lock per sandbox around the driver calls (create, delete, cleanup): a delete that
+    /// arrives while the create is still in flight waits for it, so it never misses (and leaks)
+    /// what the create was about to start.
+    backend_ops: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Lifecycle {
@@ -72,6 +76,7 @@ impl Lifecycle {
             driver,
             config,
             next_session: AtomicU64::new(1),
+            backend_ops: Mutex::new(HashMap::new()),
         })
     }
 
@@ -265,7 +270,12 @@ impl Lifecycle {
             labels: backend_labels,
         };
         let core = Arc::clone(self);
+        let guard = self
+            .backend_lock(&id)
+            .try_lock_owned()
+            .expect("a new sandbox's backend lock is free");
         tokio::spawn(async move {
+            let _guard = guard;
             if let Err(error) = core.driver.create(driver_request).await {
                 tracing::warn!(%id, %error, "driver create failed");
                 let applied = core.change_if_exists(&id, |sb| {
@@ -311,6 +321,8 @@ impl Lifecycle {
                 .id
         };
         self.change(&id, transitions::deleting)?;
+        let backend = self.backend_lock(&id);
+        let _guard = backend.lock().await;
         if let Err(e) = self.driver.delete(&id).await {
             return Err(GatewayError::FailedPrecondition(format!(
                 "sandbox {name:?} is Deleting but its backend could not be removed ({}: {e}); retry the delete",
@@ -321,6 +333,11 @@ impl Lifecycle {
         let removed = inner.store.remove(&id)?;
         inner.bus.remove(&id);
         inner.sessions.remove(&id);
+        drop(inner);
+        self.backend_ops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         Ok(removed)
     }
 
@@ -472,7 +489,9 @@ impl Lifecycle {
             return;
         }
         let (driver, id) = (Arc::clone(&self.driver), id.to_string());
+        let backend = self.backend_lock(&id);
         tokio::spawn(async move {
+            let _guard = backend.lock().await;
             match driver.delete(&id).await {
                 Ok(removed) => {
                     tracing::info!(%id, removed, "backend resources of failed sandbox cleaned up")
@@ -482,6 +501,11 @@ impl Lifecycle {
                 }
             }
         });
+    }
+
+    fn backend_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut ops = self.backend_ops.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(ops.entry(id.to_string()).or_default())
     }
 
     fn find(&self, inner: &Inner, name_or_id: &str) -> Result<Row> {

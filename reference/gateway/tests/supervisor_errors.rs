@@ -329,3 +329,40 @@ async fn the_driver_gets_the_supervisor_environment_and_labels() {
     assert_eq!(r.labels["openshell.sandbox-id"], r.sandbox_id);
     assert_eq!(r.labels["openshell.run-id"], "run-42");
 }
+
+#[tokio::test]
+async fn a_delete_during_a_slow_create_waits_for_it_so_nothing_leaks() {
+    let driver = std::sync::Arc::new(RecordingDriver::default());
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    *driver.create_gate.lock().unwrap() = Some(gate.clone());
+    let gw = Gateway::start_with(":memory:", 15, driver.clone()).await;
+    let mut client = gw.client().await;
+    client.create_sandbox(create_request("slow")).await.unwrap();
+    let request = driver.created_request("slow").await; // create is now in flight, held
+    let delete = tokio::spawn({
+        let mut client = gw.client().await;
+        async move {
+            client
+                .delete_sandbox(openshell_proto::v1::DeleteSandboxRequest {
+                    name: "slow".into(),
+                    ..Default::default()
+                })
+                .await
+        }
+    });
+    // The delete is in the gateway (the record turns Deleting) while the create still waits.
+    let mut w = watch(&gw, &request.sandbox_id).await;
+    w.until("Deleting", |sb| phase(sb) == SandboxPhase::Deleting)
+        .await;
+    gate.notify_one();
+    delete.await.unwrap().unwrap();
+    let log = driver.log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        vec![
+            "create slow".to_string(),
+            format!("delete {}", request.sandbox_id)
+        ],
+        "the delete waited for the create"
+    );
+}

@@ -33,6 +33,10 @@ pub struct RecordingDriver {
     pub fail_create: Mutex<Option<DriverError>>,
     pub exists: Mutex<bool>,
     pub changed: Notify,
+    /// When set, `create` waits for this before it returns (a slow backend).
+    pub create_gate: Mutex<Option<Arc<Notify>>>,
+    /// Driver calls in the order they completed: "create <name>", "delete <id>".
+    pub log: Mutex<Vec<String>>,
 }
 
 #[async_trait]
@@ -41,14 +45,24 @@ impl ComputeDriver for RecordingDriver {
         "recording"
     }
     async fn create(&self, request: SandboxRequest) -> openshell_driver::Result<()> {
+        let name = request.name.clone();
         self.created.lock().unwrap().push(request);
         self.changed.notify_waiters();
+        let gate = self.create_gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            gate.notified().await;
+        }
+        self.log.lock().unwrap().push(format!("create {name}"));
         match self.fail_create.lock().unwrap().clone() {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
     async fn delete(&self, sandbox_id: &str) -> openshell_driver::Result<bool> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("delete {sandbox_id}"));
         self.deleted.lock().unwrap().push(sandbox_id.to_string());
         self.changed.notify_waiters();
         Ok(true)
