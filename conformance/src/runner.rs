@@ -387,6 +387,10 @@ pub async fn run_case(case: Case, harness: Harness, timeout: Duration) -> CaseRe
         }
     }
     let mut report = CaseReport::from_case(&case, harness.driver(), started.elapsed());
+    report.sandboxes = created
+        .iter()
+        .map(|c| format!("{} ({})", c.name, c.id))
+        .collect();
     match result {
         Ok(()) => report.result = Outcome::Passed,
         Err(CaseError::Skipped(why)) => {

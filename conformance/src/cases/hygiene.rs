@@ -9,7 +9,6 @@
 use crate::cases::fixture::observed;
 use crate::check::{ensure, fail, CaseResult};
 use crate::harness::{status_text, CreateOpts, Harness};
-use crate::observe::Snapshot;
 
 /// The first raw control character (other than `\n` and `\t`) in `s`: C0, DEL or C1.
 pub fn raw_control(s: &str) -> Option<(usize, char)> {
@@ -31,15 +30,16 @@ pub async fn hostile_message(h: Harness) -> CaseResult {
         "the rogue's report to be stored (Error / SupervisorError)",
         || observed(&last),
     )?;
-    let got = h.get(&rogue.name).await.map_err(|s| {
+    h.get(&rogue.name).await.map_err(|s| {
         fail(
             "OSC-HYG-002",
             "GetSandbox to return a valid UTF-8 message",
             status_text(&s),
         )
     })?;
-    let stored = Snapshot::of(&got);
-    let message = stored.message();
+    // The message as first stored (the watch event of the Error); a record changed later is
+    // OSC-ERR-003's business, not this requirement's.
+    let message = last.message();
     if let Some((at, c)) = raw_control(message) {
         return Err(fail(
             "OSC-HYG-001",

@@ -246,8 +246,10 @@ pub async fn token_absent(h: Harness) -> CaseResult {
             "OSC-SEC-004",
         )
         .await?;
-    h.wait_terminal(&good, "OSC-SEC-004").await?;
+    // The rogue first: its verdict is the first Error event; whatever changes the record later is
+    // OSC-ERR-003's business.
     let rogue_last = h.wait_not_ready(&rogue, "OSC-SEC-004").await?;
+    h.wait_terminal(&good, "OSC-SEC-004").await?;
     let v = verdict(rogue_last.message());
     let token_hash = v.get("token-sha256").cloned().unwrap_or_default();
     let token_len: usize = v.get("token-len").and_then(|l| l.parse().ok()).unwrap_or(0);

@@ -65,6 +65,8 @@ pub struct CaseReport {
     pub duration_ms: u64,
     /// The failure, skip reason or expectation note.
     pub message: String,
+    /// The sandboxes the case created, as `name (id)`.
+    pub sandboxes: Vec<String>,
     /// The failure with history and logs, for diagnostics.
     #[serde(skip)]
     pub failure: Option<Failure>,
@@ -82,6 +84,7 @@ impl CaseReport {
             result: Outcome::Passed,
             duration_ms: elapsed.as_millis() as u64,
             message: String::new(),
+            sandboxes: Vec::new(),
             failure: None,
         }
     }
@@ -117,6 +120,7 @@ impl CaseReport {
             } else {
                 String::new()
             },
+            sandboxes: Vec::new(),
             failure: None,
         }
     }
@@ -264,6 +268,7 @@ mod tests {
             result,
             duration_ms: 1,
             message: String::new(),
+            sandboxes: Vec::new(),
             failure: None,
         }
     }
