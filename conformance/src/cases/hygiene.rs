@@ -24,6 +24,14 @@ pub async fn hostile_message(h: Harness) -> CaseResult {
         .create("hyg", "rogue-hygiene", CreateOpts::default(), "OSC-HYG-001")
         .await?;
     let last = h.wait_not_ready(&rogue, "OSC-HYG-001").await?;
+    // Judge the message as first stored: the first Error the watch saw. A record changed later
+    // is OSC-ERR-003's business, not this requirement's.
+    let last = h
+        .journal()
+        .history()
+        .into_iter()
+        .find(|s| s.name == rogue.name && s.phase == "Error")
+        .unwrap_or(last);
     ensure(
         last.phase == "Error" && last.reason() == "SupervisorError",
         "OSC-HYG-001",
@@ -37,8 +45,6 @@ pub async fn hostile_message(h: Harness) -> CaseResult {
             status_text(&s),
         )
     })?;
-    // The message as first stored (the watch event of the Error); a record changed later is
-    // OSC-ERR-003's business, not this requirement's.
     let message = last.message();
     if let Some((at, c)) = raw_control(message) {
         return Err(fail(
