@@ -78,6 +78,9 @@ enum Command {
         /// The directory of the supervisor and probe binaries (default: beside this binary).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        /// Bake this supervisor into the images instead (a vendor's own build; must be static).
+        #[arg(long)]
+        supervisor: Option<PathBuf>,
     },
 }
 
@@ -122,13 +125,18 @@ async fn images_command(
     build: bool,
     export: Option<PathBuf>,
     bin_dir: Option<PathBuf>,
+    supervisor: Option<PathBuf>,
 ) -> anyhow::Result<()> {
+    use std::io::Write as _;
     let fixtures = openshell_fixtures::Catalog::load_default()?;
     let base = match bin_dir {
         Some(d) => d.join("openshell-gateway"),
         None => gateway::sibling("openshell-gateway"),
     };
-    let inputs = images::default_inputs(&base);
+    let mut inputs = images::default_inputs(&base);
+    if let Some(supervisor) = supervisor {
+        inputs.supervisor = supervisor;
+    }
     let refs = images::Images::compute(&fixtures, &inputs)?;
     if let Some(why) = refs.unavailable() {
         anyhow::bail!("{why}");
@@ -147,15 +155,23 @@ async fn images_command(
             },
             None => "no engine",
         };
-        println!("{reference:<52} {present:<18} {name}");
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let line = format!("{reference:<52} {present:<18} {name}\n");
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
     }
     if let Some(path) = export {
         let docker = docker.as_ref().context("no docker engine")?;
         let all: Vec<String> = refs.all().values().cloned().collect();
         openshell_fixtures::docker::export_images(docker, &all, &path).await?;
-        println!("exported to {}", path.display());
+        eprintln!("exported to {}", path.display());
     }
     Ok(())
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn print_lossy(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 #[tokio::main]
@@ -176,7 +192,8 @@ async fn main() -> ExitCode {
             build,
             export,
             bin_dir,
-        } => match images_command(build, export, bin_dir).await {
+            supervisor,
+        } => match images_command(build, export, bin_dir, supervisor).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -215,9 +232,9 @@ async fn main() -> ExitCode {
             };
             match runner::run(&config).await {
                 Ok(report) => {
-                    println!("\n{}", report.table());
+                    print_lossy(&format!("\n{}\n", report.table()));
                     if let Some(dir) = report_dir {
-                        println!("reports in {}", dir.display());
+                        print_lossy(&format!("reports in {}\n", dir.display()));
                     }
                     let code = report.exit_code();
                     if code == 2 {
