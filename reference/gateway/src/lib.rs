@@ -9,6 +9,7 @@
 //! - [`service`]: the `OpenShell` gRPC service; decodes requests, checks credentials.
 //! - [`session`]: one live supervisor session (heartbeats, end detection).
 //! - [`lifecycle`]: the core; the one write path (transition → store → publish).
+//! - [`request`]: admission of a create request (validation, record, driver request).
 //! - [`transitions`]: the phase machine as pure functions.
 //! - [`store`]: SQLite persistence with per-change history; [`bus`]: the watch bus and log tails.
 //! - [`auth`]: sandbox tokens; [`hygiene`]: what stored messages may contain.
@@ -24,6 +25,7 @@ pub mod error;
 pub mod hygiene;
 pub mod lifecycle;
 pub mod mutants;
+pub mod request;
 pub mod service;
 pub mod session;
 pub mod store;

@@ -10,22 +10,22 @@
 //! back as another change. Entering Error always spawns the backend's cleanup (seed 000), after
 //! the Error is stored and published.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use openshell_driver::{ComputeDriver, DriverEvent, EventReceiver, SandboxRequest};
-use openshell_proto::datamodel::v1::ObjectMeta;
+use openshell_driver::{ComputeDriver, DriverEvent, EventReceiver};
+use openshell_proto::reasons;
 use openshell_proto::v1::{
     CreateSandboxRequest, DegradedSubsystem, Sandbox, SandboxLogLine, SandboxPhase,
 };
-use openshell_proto::{env, labels, reasons};
 use tokio::sync::broadcast;
 
 use crate::auth;
 use crate::bus::{BusEvent, WatchBus};
 use crate::error::{GatewayError, Result};
 use crate::mutants;
+use crate::request::{self, now_ms, parse_selector, Admitted};
 use crate::store::{Row, Store};
 use crate::transitions::{self, is_terminal};
 
@@ -193,48 +193,16 @@ impl Lifecycle {
 
     /// Validates and stores a new sandbox, then asks the driver to start it (in the background).
     pub fn create(self: &Arc<Self>, request: CreateSandboxRequest) -> Result<Sandbox> {
-        let spec = request
-            .spec
-            .ok_or_else(|| GatewayError::InvalidArgument("`spec` is required".into()))?;
-        let template = spec.template.clone().unwrap_or_default();
-        if template.image.trim().is_empty() {
-            return Err(GatewayError::InvalidArgument(
-                "spec.template.image is required, e.g. openshell-fixture/good:<hash>".into(),
-            ));
-        }
-        let name = if request.name.is_empty() {
-            generated_name()
-        } else {
-            request.name.clone()
-        };
-        validate_name(&name)?;
-        for key in spec.environment.keys().chain(template.environment.keys()) {
-            if RESERVED_ENV.contains(&key.as_str()) {
-                return Err(GatewayError::InvalidArgument(format!(
-                    "environment variable {key} is set by the gateway"
-                )));
-            }
-        }
-        let id = uuid::Uuid::new_v4().to_string();
-        let token = auth::new_token();
-        let sandbox = Sandbox {
-            metadata: Some(ObjectMeta {
-                id: id.clone(),
-                name: name.clone(),
-                created_at_ms: now_ms(),
-                labels: request.labels.clone(),
-                annotations: request.annotations.clone(),
-                resource_version: 1,
-                workspace: request.workspace.clone(),
-                ..Default::default()
-            }),
-            spec: Some(spec.clone()),
-            status: Some(transitions::initial_status(&name)),
-        };
+        let Admitted {
+            sandbox,
+            token,
+            driver_request,
+        } = request::admit(request, &self.config.endpoint)?;
+        let id = driver_request.sandbox_id.clone();
         {
             let mut inner = self.lock();
-            if inner.store.get_by_name(&name)?.is_some() {
-                return Err(GatewayError::AlreadyExists(name));
+            if inner.store.get_by_name(&driver_request.name)?.is_some() {
+                return Err(GatewayError::AlreadyExists(driver_request.name));
             }
             inner.store.insert(&Row {
                 sandbox: sandbox.clone(),
@@ -242,33 +210,6 @@ impl Lifecycle {
             })?;
             inner.bus.publish(&sandbox);
         }
-        let mut environment: BTreeMap<String, String> =
-            template.environment.clone().into_iter().collect();
-        environment.extend(spec.environment.clone());
-        environment.insert(env::SANDBOX_ID.into(), id.clone());
-        environment.insert(env::ENDPOINT.into(), self.config.endpoint.clone());
-        environment.insert(env::SANDBOX_TOKEN.into(), token);
-        if let Some(mutant) = mutants::selected() {
-            environment.insert(mutants::ENV.into(), mutant);
-        }
-        if !spec.command.is_empty() {
-            let main =
-                serde_json::json!({ "version": 1, "command": spec.command, "tty": spec.tty });
-            environment.insert(env::MAIN_PROCESS_SPEC.into(), main.to_string());
-        }
-        let mut backend_labels = BTreeMap::from([(labels::SANDBOX_ID.to_string(), id.clone())]);
-        if let Some(run) = request.labels.get(labels::RUN_ID) {
-            backend_labels.insert(labels::RUN_ID.to_string(), run.clone());
-        }
-        let driver_request = SandboxRequest {
-            sandbox_id: id.clone(),
-            name,
-            image: template.image.clone(),
-            runtime_class: Some(template.runtime_class_name.clone()).filter(|r| !r.is_empty()),
-            command: spec.command.clone(),
-            env: environment,
-            labels: backend_labels,
-        };
         let core = Arc::clone(self);
         let guard = self
             .backend_lock(&id)
@@ -524,91 +465,5 @@ impl Lifecycle {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// Variables the gateway sets itself; a spec may not set them.
-const RESERVED_ENV: &[&str] = &[
-    env::SANDBOX_ID,
-    env::ENDPOINT,
-    env::SANDBOX_TOKEN,
-    env::MAIN_PROCESS_SPEC,
-];
-
-fn validate_name(name: &str) -> Result<()> {
-    let valid = name.len() <= 63
-        && !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if valid {
-        Ok(())
-    } else {
-        Err(GatewayError::InvalidArgument(format!(
-            "invalid sandbox name {name:?}: use at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit"
-        )))
-    }
-}
-
-fn generated_name() -> String {
-    format!(
-        "sandbox-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    )
-}
-
-fn parse_selector(selector: &str) -> Result<Vec<(String, String)>> {
-    selector
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|pair| {
-            pair.split_once('=')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .ok_or_else(|| {
-                    GatewayError::InvalidArgument(format!(
-                        "label selector {pair:?} is not key=value"
-                    ))
-                })
-        })
-        .collect()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_follow_dns_1123_labels() {
-        for ok in ["a", "good-1", &"x".repeat(63)] {
-            validate_name(ok).unwrap();
-        }
-        for bad in [
-            "",
-            "-a",
-            "a-",
-            "Upper",
-            "under_score",
-            &"x".repeat(64),
-            "a.b",
-        ] {
-            assert!(validate_name(bad).is_err(), "{bad:?}");
-        }
-        validate_name(&generated_name()).unwrap();
-    }
-
-    #[test]
-    fn selectors_parse_pairs_and_reject_garbage() {
-        assert_eq!(parse_selector("a=1, b=2").unwrap().len(), 2);
-        assert!(parse_selector("").unwrap().is_empty());
-        assert!(parse_selector("novalue").is_err());
     }
 }

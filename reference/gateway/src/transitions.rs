@@ -86,23 +86,19 @@ pub fn session_connected(
 
 /// The current supervisor session ended: back to Provisioning.
 pub fn session_ended(sandbox: &mut Sandbox) -> bool {
-    if phase(sandbox) != SandboxPhase::Ready {
-        return false;
-    }
-    let status = status_mut(sandbox);
-    status.set_phase(SandboxPhase::Provisioning);
-    set_condition(
-        status,
-        conditions::READY,
-        false,
-        reasons::SUPERVISOR_DISCONNECTED,
-        "supervisor session ended",
-    );
-    true
+    demote(sandbox, "supervisor session ended")
 }
 
 /// The gateway restarted: sessions are gone, so a Ready record waits for its session again.
 pub fn gateway_restarted(sandbox: &mut Sandbox) -> bool {
+    demote(
+        sandbox,
+        "gateway restarted; waiting for the supervisor session to come back",
+    )
+}
+
+/// Ready → Provisioning, `Ready=False reason=SupervisorDisconnected`; nothing else is demoted.
+fn demote(sandbox: &mut Sandbox, message: &str) -> bool {
     if phase(sandbox) != SandboxPhase::Ready {
         return false;
     }
@@ -113,7 +109,7 @@ pub fn gateway_restarted(sandbox: &mut Sandbox) -> bool {
         conditions::READY,
         false,
         reasons::SUPERVISOR_DISCONNECTED,
-        "gateway restarted; waiting for the supervisor session to come back",
+        message,
     );
     true
 }
