@@ -31,6 +31,7 @@ pub mod harness;
 pub mod images;
 pub mod leaks;
 pub mod observe;
+pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod spec;

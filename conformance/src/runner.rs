@@ -23,6 +23,7 @@ use crate::gateway::{self, Gateway};
 use crate::harness::Harness;
 use crate::images::{self, Images};
 use crate::leaks::{Backend, Resource};
+use crate::progress::Progress;
 use crate::spec::{Body, Case};
 
 pub use crate::report::{CaseReport, Counts, Outcome, RunReport};
@@ -245,7 +246,6 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     let timeout = config.case_timeout.unwrap_or_else(|| driver.case_timeout());
     let total = cases.len();
     let started = Instant::now();
-    let mut done = 0usize;
     let mut stream = futures::stream::iter(cases.into_iter().enumerate().map(|(index, case)| {
         let harness = Harness::new(
             client.clone(),
@@ -271,13 +271,12 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         }
     }))
     .buffer_unordered(config.parallel.max(1));
+    let mut progress = Progress::new(total, config.verbose);
     while let Some(case_report) = stream.next().await {
-        done += 1;
-        if config.verbose {
-            print_line(done, total, &case_report);
-        }
+        progress.case(&case_report, config.verbose);
         report.cases.push(case_report);
     }
+    progress.finish();
     drop(stream);
     report.cases.sort_by(|a, b| a.id.cmp(&b.id));
     if let Some(backend) = &backend {
@@ -286,7 +285,8 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         if !audit.is_empty() || config.filter.is_none() {
             let case = CaseReport::leak_audit(driver, &audit);
             if config.verbose {
-                print_line(total + 1, total + 1, &case);
+                let text = crate::progress::line(total + 1, total + 1, &case);
+                let _ = std::io::stdout().lock().write_all(text.as_bytes());
             }
             report.cases.push(case);
         }
@@ -314,27 +314,6 @@ fn finish(
         })?;
     }
     Ok(())
-}
-
-fn print_line(done: usize, total: usize, case: &CaseReport) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "[{done:>3}/{total}] {:<6} {} ({}, {:.1}s)",
-        case.result.label(),
-        case.id,
-        case.driver,
-        case.duration_ms as f64 / 1000.0
-    );
-    if matches!(
-        case.result,
-        Outcome::Failed | Outcome::Xpass | Outcome::Skipped
-    ) && !case.message.is_empty()
-    {
-        for line in case.message.lines().take(40) {
-            let _ = writeln!(out, "         {line}");
-        }
-    }
 }
 
 /// Runs one case: body under its deadline, then delete and per-case leak audit.
