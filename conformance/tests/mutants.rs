@@ -75,6 +75,9 @@ fn every_mutant_fails_exactly_the_requirement_it_breaks() {
         std::env::set_var("OPENSHELL_MUTANT", mutant);
         let mut config = RunConfig::new(Driver::Process);
         config.gateway_bin = Some(dir.join("openshell-gateway"));
+        // Healthy process-lane cases take a few seconds; a mutant's broken case would otherwise
+        // sit out the lane's 60 s default waiting for what never comes.
+        config.case_timeout = Some(std::time::Duration::from_secs(15));
         let report = rt
             .block_on(runner::run(&config))
             .unwrap_or_else(|e| panic!("mutant {mutant}: run failed to start: {e}"));
