@@ -259,6 +259,49 @@ impl Harness {
         Ok(Created { name, id })
     }
 
+    /// Creates a `good` sandbox and waits until it is Ready: the setup of many cases. Not reaching
+    /// Ready fails OSC-READY-001 (the precondition's own requirement, so one broken rule fails
+    /// one id); a refused create fails `requirement`.
+    pub async fn create_ready(
+        &self,
+        suffix: &str,
+        requirement: &str,
+    ) -> CaseResult<(Created, Snapshot)> {
+        let created = self
+            .create(suffix, "good", CreateOpts::default(), requirement)
+            .await?;
+        let last = self.wait_terminal(&created, requirement).await?;
+        if last.phase != "Ready" {
+            return Err(fail(
+                "OSC-READY-001",
+                "the good sandbox to reach Ready",
+                crate::cases::fixture::observed(&last),
+            ));
+        }
+        Ok((created, last))
+    }
+
+    /// Creates a `stale-policy` sandbox and waits for its Error; not reaching Error fails
+    /// OSC-ERR-001 (the precondition's own requirement).
+    pub async fn create_errored(
+        &self,
+        suffix: &str,
+        requirement: &str,
+    ) -> CaseResult<(Created, Snapshot)> {
+        let created = self
+            .create(suffix, "stale-policy", CreateOpts::default(), requirement)
+            .await?;
+        let last = self.wait_phase(&created, "Error", "OSC-ERR-001").await?;
+        if last.phase != "Error" {
+            return Err(fail(
+                "OSC-ERR-001",
+                "the stale-policy sandbox to reach Error",
+                crate::cases::fixture::observed(&last),
+            ));
+        }
+        Ok((created, last))
+    }
+
     /// Watches `created` (status and backend output) until it is Ready or Error or the case
     /// deadline passes; returns the last snapshot, failing `requirement` if it never got there.
     pub async fn wait_terminal(

@@ -79,16 +79,7 @@ pub async fn error_never_overwritten(h: Harness) -> CaseResult {
 
 /// OSC-ERR-004.
 pub async fn error_visible_everywhere(h: Harness) -> CaseResult {
-    let created = h
-        .create("vis", "stale-policy", CreateOpts::default(), "OSC-ERR-004")
-        .await?;
-    let last = h.wait_phase(&created, "Error", "OSC-ERR-001").await?;
-    ensure(
-        last.phase == "Error",
-        "OSC-ERR-001",
-        "the stale-policy sandbox to reach Error",
-        || observed(&last),
-    )?;
+    let (created, last) = h.create_errored("vis", "OSC-ERR-004").await?;
     // Let the backend exit first, so the three reads see the settled record; a record that
     // changed meanwhile is OSC-ERR-003's failure, not this one's.
     let _ = h.wait_resources_gone(&created.id, REMOVAL_LIMIT).await;
@@ -195,16 +186,7 @@ pub async fn cleanup_after_error(h: Harness) -> CaseResult {
 
 /// OSC-CLEAN-002.
 pub async fn cleanup_after_delete(h: Harness) -> CaseResult {
-    let created = h
-        .create("del", "good", CreateOpts::default(), "OSC-CLEAN-002")
-        .await?;
-    let last = h.wait_terminal(&created, "OSC-CLEAN-002").await?;
-    ensure(
-        last.phase == "Ready",
-        "OSC-READY-001",
-        "the good sandbox to reach Ready before the delete",
-        || observed(&last),
-    )?;
+    let (created, _) = h.create_ready("del", "OSC-CLEAN-002").await?;
     h.delete(&created.name)
         .await
         .map_err(|s| fail("OSC-CLEAN-002", "DeleteSandbox to succeed", status_text(&s)))?;
@@ -259,16 +241,7 @@ pub async fn cleanup_after_delete(h: Harness) -> CaseResult {
 
 /// OSC-CLEAN-003.
 pub async fn backend_labels(h: Harness) -> CaseResult {
-    let created = h
-        .create("lbl", "good", CreateOpts::default(), "OSC-CLEAN-003")
-        .await?;
-    let last = h.wait_terminal(&created, "OSC-CLEAN-003").await?;
-    ensure(
-        last.phase == "Ready",
-        "OSC-READY-001",
-        "the good sandbox to reach Ready",
-        || observed(&last),
-    )?;
+    let (created, _) = h.create_ready("lbl", "OSC-CLEAN-003").await?;
     let found = h.resources(&created.id).await?;
     ensure(
         !found.is_empty(),

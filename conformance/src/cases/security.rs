@@ -58,16 +58,7 @@ fn check_verdict(
 
 /// OSC-SEC-001/002/003.
 pub async fn rogue_reports_refused(h: Harness) -> CaseResult {
-    let other = h
-        .create("other", "good", CreateOpts::default(), "OSC-SEC-002")
-        .await?;
-    let other_before = h.wait_terminal(&other, "OSC-SEC-002").await?;
-    ensure(
-        other_before.phase == "Ready",
-        "OSC-READY-001",
-        "the victim sandbox (good) to be Ready first",
-        || observed(&other_before),
-    )?;
+    let (other, other_before) = h.create_ready("other", "OSC-SEC-002").await?;
     let gone = h
         .create("gone", "good", CreateOpts::default(), "OSC-SEC-003")
         .await?;
