@@ -468,7 +468,14 @@ impl Harness {
         id: &str,
         limit: Duration,
     ) -> CaseResult<Vec<Resource>> {
-        let end = (Instant::now() + limit).min(self.inner.deadline);
+        // Leave the case a moment after the wait to make its own checks before its deadline.
+        let margin = Duration::from_secs(3);
+        let latest = self
+            .inner
+            .deadline
+            .checked_sub(margin)
+            .unwrap_or(self.inner.deadline);
+        let end = (Instant::now() + limit).min(latest);
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tick.tick().await;
