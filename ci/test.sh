@@ -25,6 +25,8 @@ cargo build --workspace --all-targets
 # The deliberately broken reference, for the mutant test (target/mutants/; never a default build).
 bash ci/build-mutants.sh
 export OPENSHELL_MUTANTS_DIR=$PWD/target/mutants
+# The fixture images for the Docker lanes (idempotent: only missing tags are built).
+target/x86_64-unknown-linux-gnu/debug/openshell-conformance images --build >/dev/null
 
 # 3. Every test, no retries.
 say "running the test suite"
