@@ -40,14 +40,24 @@ use tokio::net::TcpListener;
 pub use lifecycle::{CoreConfig, Lifecycle};
 
 /// Serves the gRPC API on `listener` until `shutdown` resolves.
+///
+/// At shutdown, open supervisor sessions and watch streams are ended at once (they would
+/// otherwise hold the graceful shutdown open); a session ended this way is not a disconnect, so
+/// it demotes nothing: the next gateway start does that (`Lifecycle::start`).
 pub async fn serve(
     core: Arc<Lifecycle>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
-        .add_service(OpenShellServer::new(service::GatewayService::new(core)))
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .add_service(OpenShellServer::new(service::GatewayService::new(
+            core, stopping,
+        )))
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown.await;
+            let _ = stopping_tx.send(true);
+        })
         .await
 }

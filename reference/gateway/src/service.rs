@@ -17,7 +17,7 @@ use openshell_proto::v1::{
     SandboxPhase, SandboxResponse, SandboxStreamEvent, SessionAccepted, SessionRejected,
     SupervisorMessage, SupervisorStartupStage, WatchSandboxRequest,
 };
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -36,12 +36,14 @@ type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 /// The service, a thin layer over the core.
 pub struct GatewayService {
     core: Arc<Lifecycle>,
+    /// Turns true when the gateway shuts down: long-lived streams end.
+    stopping: watch::Receiver<bool>,
 }
 
 impl GatewayService {
     /// A service over `core`.
-    pub fn new(core: Arc<Lifecycle>) -> GatewayService {
-        GatewayService { core }
+    pub fn new(core: Arc<Lifecycle>, stopping: watch::Receiver<bool>) -> GatewayService {
+        GatewayService { core, stopping }
     }
 }
 
@@ -98,6 +100,7 @@ impl OpenShell for GatewayService {
         let sub = self.core.subscribe(&r.id, r.log_tail_lines as usize)?;
         let (follow_status, follow_logs, stop) =
             (r.follow_status, r.follow_logs, r.stop_on_terminal);
+        let mut stopping = self.stopping.clone();
         let stream = async_stream::try_stream! {
             use sandbox_stream_event::Payload;
             let mut events = sub.events;
@@ -112,7 +115,11 @@ impl OpenShell for GatewayService {
                 return;
             }
             loop {
-                match events.recv().await {
+                let event = tokio::select! {
+                    event = events.recv() => event,
+                    _ = session::stopped(&mut stopping) => return,
+                };
+                match event {
                     Ok(BusEvent::Snapshot(sandbox)) => {
                         let ends = stop && ends_watch(&sandbox);
                         if follow_status {
@@ -182,6 +189,7 @@ impl OpenShell for GatewayService {
                     session,
                     inbound,
                     tx,
+                    self.stopping.clone(),
                 ));
             }
             Err(GatewayError::FailedPrecondition(reason)) => {

@@ -3,7 +3,9 @@
 //! The session is live while messages keep arriving: the gateway sends a heartbeat every
 //! interval, and ends the session when the supervisor misses [`MISSED_HEARTBEATS`] in a row, when
 //! its stream ends or fails, or when the response stream is dropped. The end is reported to the
-//! lifecycle core, which demotes Ready only if this is still the sandbox's current session.
+//! lifecycle core, which demotes Ready only if this is still the sandbox's current session. A
+//! gateway shutdown also ends it, but reports nothing: the supervisor did not go away, and the
+//! next gateway start demotes Ready records until their sessions return.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use openshell_proto::v1::{
     gateway_message, supervisor_message, GatewayHeartbeat, GatewayMessage, SupervisorMessage,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tonic::{Status, Streaming};
 
@@ -27,6 +29,7 @@ pub async fn run(
     session: u64,
     mut inbound: Streaming<SupervisorMessage>,
     outbound: mpsc::Sender<Result<GatewayMessage, Status>>,
+    mut stopping: watch::Receiver<bool>,
 ) {
     let interval = Duration::from_secs(core.heartbeat_secs().max(1).into());
     let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
@@ -51,10 +54,26 @@ pub async fn run(
                 break format!("{MISSED_HEARTBEATS} heartbeats missed");
             }
             _ = outbound.closed() => break "response stream dropped".to_string(),
+            _ = stopped(&mut stopping) => {
+                tracing::info!(%sandbox_id, session, "gateway shutting down: session closed");
+                return;
+            }
         }
     };
     tracing::info!(%sandbox_id, session, %why, "supervisor session ended");
     if let Err(e) = core.session_closed(&sandbox_id, session) {
         tracing::warn!(%sandbox_id, error = %e, "session end not applied");
+    }
+}
+
+/// Resolves once the gateway is shutting down (or the server is gone).
+pub async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    loop {
+        if *stopping.borrow_and_update() {
+            return;
+        }
+        if stopping.changed().await.is_err() {
+            return;
+        }
     }
 }
