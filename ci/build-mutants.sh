@@ -12,6 +12,7 @@ mkdir -p "$out"
 for b in openshell-gateway openshell-supervisor openshell-probe; do
     cp -f "$bin/$b" "$out/$b"
 done
-# Restore the default (non-mutant) binaries; both variants stay cached, so this only relinks.
-cargo build -p openshell-gateway -p openshell-supervisor -p openshell-probe
+# Restore the default (non-mutant) binaries with the workspace build's own feature unification
+# (a `-p` build can link different bytes, which would change every fixture image hash).
+cargo build --workspace --all-targets
 echo "mutant binaries in $out"

@@ -21,10 +21,11 @@ command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 
 # 2. Build every binary first: tests start the real gateway, supervisor, probe and CLI.
 say "building"
-cargo build --workspace --all-targets
-# The deliberately broken reference, for the mutant test (target/mutants/; never a default build).
+# The deliberately broken reference first (target/mutants/; never a default build), then the
+# default workspace build, so the binaries the tests and images use are the workspace's own.
 bash ci/build-mutants.sh
 export OPENSHELL_MUTANTS_DIR=$PWD/target/mutants
+cargo build --workspace --all-targets
 # The fixture images for the Docker lanes (idempotent: only missing tags are built).
 target/x86_64-unknown-linux-gnu/debug/openshell-conformance images --build >/dev/null
 
