@@ -37,12 +37,13 @@ pub fn default_inputs(gateway_bin: &Path) -> Inputs {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
+    let beside = Inputs::beside(&dir);
     let pick =
         |var: &str, default: PathBuf| std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
     Inputs {
-        supervisor: pick("OPENSHELL_SUPERVISOR_BIN", dir.join("openshell-supervisor")),
-        busybox: pick("OPENSHELL_BUSYBOX", PathBuf::from("/bin/busybox")),
-        probe: pick("OPENSHELL_PROBE_BIN", dir.join("openshell-probe")),
+        supervisor: pick("OPENSHELL_SUPERVISOR_BIN", beside.supervisor),
+        busybox: pick("OPENSHELL_BUSYBOX", beside.busybox),
+        probe: pick("OPENSHELL_PROBE_BIN", beside.probe),
     }
 }
 

@@ -20,11 +20,7 @@ fn bin_dir() -> PathBuf {
 
 fn fixture_ref(name: &str) -> String {
     let dir = bin_dir();
-    let inputs = openshell_fixtures::Inputs {
-        supervisor: dir.join("openshell-supervisor"),
-        busybox: "/bin/busybox".into(),
-        probe: dir.join("openshell-probe"),
-    };
+    let inputs = openshell_fixtures::Inputs::beside(&dir);
     for path in [
         &inputs.supervisor,
         &inputs.probe,
