@@ -118,6 +118,19 @@ fn serve(fake: FakeGateway) -> String {
     format!("http://{addr}")
 }
 
+/// `run --gateway URL --filter =empty-image-is-invalid-argument [extra…]`.
+fn run_one_case(url: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec![
+        "run",
+        "--gateway",
+        url,
+        "--filter",
+        "=empty-image-is-invalid-argument",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(binary())
         .args(args)
@@ -136,15 +149,7 @@ fn a_passing_run_exits_0_and_writes_parseable_reports() {
     let url = serve(FakeGateway { broken: false });
     let dir = tempfile::tempdir().unwrap();
     let dir_s = dir.path().to_str().unwrap();
-    let (code, stdout, stderr) = run(&[
-        "run",
-        "--gateway",
-        &url,
-        "--filter",
-        "=empty-image-is-invalid-argument",
-        "--report-dir",
-        dir_s,
-    ]);
+    let (code, stdout, stderr) = run_one_case(&url, &["--report-dir", dir_s]);
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(
         stdout.contains("PASS") && stdout.contains("empty-image-is-invalid-argument"),
@@ -187,15 +192,7 @@ fn a_failing_run_exits_1_naming_the_requirement_and_what_was_observed() {
     let url = serve(FakeGateway { broken: true });
     let dir = tempfile::tempdir().unwrap();
     let dir_s = dir.path().to_str().unwrap();
-    let (code, stdout, _) = run(&[
-        "run",
-        "--gateway",
-        &url,
-        "--filter",
-        "=empty-image-is-invalid-argument",
-        "--report-dir",
-        dir_s,
-    ]);
+    let (code, stdout, _) = run_one_case(&url, &["--report-dir", dir_s]);
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("OSC-API-001: expected CreateSandbox with image \"\" to fail with InvalidArgument; observed success"), "{stdout}");
     let json: serde_json::Value =
@@ -223,27 +220,11 @@ fn an_expected_failure_exits_0_and_an_unexpected_pass_exits_1() {
     std::fs::write(&exp, "[[case]]\nid = 'empty-image-is-invalid-argument'\nresult = 'failed'\nreason = 'known'\nlink = 'https://example.com/1'\n").unwrap();
     let exp_s = exp.to_str().unwrap();
     let broken = serve(FakeGateway { broken: true });
-    let (code, stdout, _) = run(&[
-        "run",
-        "--gateway",
-        &broken,
-        "--filter",
-        "=empty-image-is-invalid-argument",
-        "--expectations",
-        exp_s,
-    ]);
+    let (code, stdout, _) = run_one_case(&broken, &["--expectations", exp_s]);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("1 xfail"), "{stdout}");
     let good = serve(FakeGateway { broken: false });
-    let (code, stdout, _) = run(&[
-        "run",
-        "--gateway",
-        &good,
-        "--filter",
-        "=empty-image-is-invalid-argument",
-        "--expectations",
-        exp_s,
-    ]);
+    let (code, stdout, _) = run_one_case(&good, &["--expectations", exp_s]);
     assert_eq!(code, 1, "{stdout}");
     assert!(
         stdout.contains("XPASS") && stdout.contains("1 xpass"),

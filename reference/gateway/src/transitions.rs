@@ -231,14 +231,19 @@ fn now_rfc3339() -> String {
     )
 }
 
-/// The `Ready` condition of a record.
-pub fn ready_condition(sandbox: &Sandbox) -> Option<&SandboxCondition> {
+/// The condition of type `kind` of a record.
+pub fn condition<'a>(sandbox: &'a Sandbox, kind: &str) -> Option<&'a SandboxCondition> {
     sandbox
         .status
         .as_ref()?
         .conditions
         .iter()
-        .find(|c| c.r#type == conditions::READY)
+        .find(|c| c.r#type == kind)
+}
+
+/// The `Ready` condition of a record.
+pub fn ready_condition(sandbox: &Sandbox) -> Option<&SandboxCondition> {
+    condition(sandbox, conditions::READY)
 }
 
 #[cfg(test)]
@@ -336,14 +341,7 @@ mod tests {
             },
         ];
         session_connected(&mut sb, "i", &degraded);
-        let c = sb
-            .status
-            .as_ref()
-            .unwrap()
-            .conditions
-            .iter()
-            .find(|c| c.r#type == "EnforcementDegraded")
-            .unwrap();
+        let c = condition(&sb, "EnforcementDegraded").unwrap();
         assert_eq!(c.status, "True");
         assert_eq!(c.message, "netns(failed: EPERM), workload-seccomp(skipped)");
         session_connected(&mut sb, "i2", &[]);

@@ -177,14 +177,7 @@ async fn degraded_enforcement_is_shown_and_absent_when_nothing_degraded() {
         .await
         .unwrap();
     let sb = gw.core.get(&id).unwrap();
-    let c = sb
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.r#type == "EnforcementDegraded")
-        .unwrap();
+    let c = openshell_gateway::transitions::condition(&sb, "EnforcementDegraded").unwrap();
     assert_eq!(
         (c.status.as_str(), c.message.as_str()),
         ("True", "netns(failed: EPERM)")
