@@ -103,6 +103,33 @@ impl Sink {
     }
 }
 
+/// The lines a follow stream sent, counted, so a later complete read can add only what it missed.
+#[derive(Debug, Default)]
+struct Sent {
+    counts: std::collections::HashMap<String, usize>,
+}
+
+impl Sent {
+    fn send(&mut self, sink: &Sink, line: String) {
+        *self.counts.entry(line.clone()).or_default() += 1;
+        sink.line(line);
+    }
+
+    /// The lines of a complete read that were not sent (each sent line accounts for one copy).
+    fn missing(mut self, complete: Vec<String>) -> Vec<String> {
+        complete
+            .into_iter()
+            .filter(|line| match self.counts.get_mut(line) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    false
+                }
+                _ => true,
+            })
+            .collect()
+    }
+}
+
 /// Follows the container's output until its log stream ends (the container stopped or went
 /// away). The returned receiver turns `true` once every line has been sent.
 pub fn follow(engine: Arc<Engine>, container: String, sink: Sink) -> watch::Receiver<bool> {
@@ -117,6 +144,7 @@ pub fn follow(engine: Arc<Engine>, container: String, sink: Sink) -> watch::Rece
             };
             let mut stream = client.logs(&container, Some(options));
             let (mut out, mut err) = (Splitter::default(), Splitter::default());
+            let mut sent = Sent::default();
             while let Some(Ok(chunk)) = stream.next().await {
                 let (splitter, bytes) = match &chunk {
                     LogOutput::StdErr { message } => (&mut err, message),
@@ -128,12 +156,21 @@ pub fn follow(engine: Arc<Engine>, container: String, sink: Sink) -> watch::Rece
                 splitter
                     .feed(bytes)
                     .into_iter()
-                    .for_each(|line| sink.line(line));
+                    .for_each(|line| sent.send(&sink, line));
             }
             out.finish()
                 .into_iter()
                 .chain(err.finish())
-                .for_each(|line| sink.line(line));
+                .for_each(|line| sent.send(&sink, line));
+            // Docker 20.10 can end a follow stream of a container that just exited before the
+            // last write of its other stream reached the log (seen under gVisor: the stdout line
+            // lost, the stderr line kept). The stopped container's log is complete: read it once
+            // and send what the follow missed, so no diagnostic is lost before `Exited`.
+            if let Ok(lines) = read_tail(&engine, &container).await {
+                for line in sent.missing(lines) {
+                    sink.line(line);
+                }
+            }
         }
         let _ = done.send(true);
     });
@@ -172,6 +209,18 @@ pub async fn read_tail(engine: &Engine, container: &str) -> engine::Result<Vec<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_complete_read_adds_only_what_the_follow_missed() {
+        let mut sent = Sent::default();
+        *sent.counts.entry("oops".into()).or_default() += 1;
+        *sent.counts.entry("x".into()).or_default() += 1;
+        let complete = ["hi", "x", "oops", "x"].map(String::from).to_vec();
+        assert_eq!(
+            sent.missing(complete),
+            vec!["hi".to_string(), "x".to_string()]
+        );
+    }
 
     #[test]
     fn splitter_joins_partial_chunks_and_cuts_long_lines() {
