@@ -19,7 +19,13 @@ say "setting up docker, runsc and busybox"
 bash ci/setup-docker.sh
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 
-# 2. Build every binary first: tests start the real gateway, supervisor, probe and CLI.
+# 2. The project's own rules, first, so every change is held to them: formatting, and clippy
+#    with every feature (the `mutants` code included) and every target, warnings as errors.
+say "cargo fmt --check and clippy -D warnings"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+# 3. Build every binary first: tests start the real gateway, supervisor, probe and CLI.
 say "building"
 # The deliberately broken reference first (target/mutants/; never a default build), then the
 # default workspace build, so the binaries the tests and images use are the workspace's own.
@@ -29,11 +35,11 @@ cargo build --workspace --all-targets
 # The fixture images for the Docker lanes (idempotent: only missing tags are built).
 target/x86_64-unknown-linux-gnu/debug/openshell-conformance images --build >/dev/null
 
-# 3. Every test, no retries.
+# 4. Every test, no retries.
 say "running the test suite"
 cargo nextest run --workspace --profile ci
 
-# 4. The README's main command: a conformance run on the process lane, checked from outside.
+# 5. The README's main command: a conformance run on the process lane, checked from outside.
 say "conformance runner on the process lane"
 report_dir=$(mktemp -d)
 bin=target/x86_64-unknown-linux-gnu/debug
