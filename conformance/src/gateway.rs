@@ -107,7 +107,8 @@ impl Gateway {
     }
 
     /// Starts the reference gateway at `binary` for `driver`.
-    pub async fn start(binary: &Path, driver: Driver) -> Result<Gateway> {
+    /// `env` is added to the gateway's environment (a mutants build reads `OPENSHELL_MUTANT`).
+    pub async fn start(binary: &Path, driver: Driver, env: &[(String, String)]) -> Result<Gateway> {
         if !binary.exists() {
             return Err(GatewayError::Missing(binary.to_path_buf()));
         }
@@ -134,6 +135,7 @@ impl Gateway {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .kill_on_drop(true);
         if driver == Driver::DockerRunsc {
             command.args(["--docker-runtime", "runsc"]);

@@ -107,7 +107,12 @@ fn list(driver: Option<Driver>, with_requirements: bool) -> anyhow::Result<()> {
         .filter(|c| driver.is_none_or(|d| c.applies_to(d)))
     {
         let drivers: Vec<&str> = c.drivers.iter().map(|d| d.name()).collect();
-        let reqs = c.requirements.join(",");
+        let reqs = c
+            .requirements
+            .iter()
+            .map(|r| r.id())
+            .collect::<Vec<_>>()
+            .join(",");
         writeln!(
             out,
             "{:<width$}  {:<8}  {reqs:<40}  {}",
@@ -229,6 +234,7 @@ async fn main() -> ExitCode {
                 parallel,
                 case_timeout: case_timeout.map(Duration::from_secs),
                 verbose: true,
+                gateway_env: Vec::new(),
             };
             match runner::run(&config).await {
                 Ok(report) => {

@@ -145,7 +145,7 @@ pub fn deleting(sandbox: &mut Sandbox) -> bool {
         status,
         conditions::READY,
         false,
-        "Deleting",
+        reasons::DELETING,
         "sandbox is being deleted",
     );
     true
