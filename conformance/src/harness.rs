@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use openshell_fixtures::{Catalog, Fixture};
 use openshell_proto::labels;
 use openshell_proto::v1::open_shell_client::OpenShellClient;
 use openshell_proto::v1::{
@@ -52,6 +53,7 @@ struct Inner {
     created: Mutex<Vec<Created>>,
     backend: Option<Backend>,
     latencies: Mutex<BTreeMap<Latency, u64>>,
+    fixtures: Arc<Catalog>,
 }
 
 /// A case's view of the world (cheap to clone).
@@ -94,6 +96,7 @@ impl Harness {
         images: Arc<Images>,
         timeout: Duration,
         backend: Option<Backend>,
+        fixtures: Arc<Catalog>,
     ) -> Harness {
         Harness {
             inner: Arc::new(Inner {
@@ -108,6 +111,7 @@ impl Harness {
                 created: Mutex::new(Vec::new()),
                 backend,
                 latencies: Mutex::new(BTreeMap::new()),
+                fixtures,
             }),
         }
     }
@@ -140,6 +144,18 @@ impl Harness {
     /// The journal of everything watched.
     pub fn journal(&self) -> &Journal {
         &self.inner.journal
+    }
+
+    /// The fixture `name`'s manifest entry (a case that creates it with other settings checks
+    /// the same outcome); an unknown name fails OSC-API-009.
+    pub fn fixture(&self, name: &str) -> CaseResult<Fixture> {
+        self.inner.fixtures.get(name).cloned().map_err(|e| {
+            fail(
+                Req::API_009,
+                format!("fixture {name} in the manifest"),
+                e.to_string(),
+            )
+        })
     }
 
     /// The backend view, if the lane has one.
@@ -565,6 +581,67 @@ impl Harness {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+}
+
+/// A watch running in the background from just after a create, recording everything a sandbox
+/// goes through while the case does other things (see [`Harness::follow`]).
+pub struct Follower {
+    journal: Journal,
+    task: tokio::task::JoinHandle<Result<crate::observe::Observation, tonic::Status>>,
+}
+
+/// What a [`Follower`] saw.
+#[derive(Debug, Clone)]
+pub struct Followed {
+    /// Every snapshot, in order.
+    pub history: Vec<Snapshot>,
+    /// Why the watch stopped before it was asked to (it failed to open, or the stream ended).
+    pub ended_early: Option<String>,
+}
+
+impl Follower {
+    /// Stops the watch and returns what it saw.
+    pub async fn finish(self) -> Followed {
+        let ended_early = if self.task.is_finished() {
+            match self.task.await {
+                Ok(Err(status)) => Some(format!("it failed to open: {}", status_text(&status))),
+                Ok(Ok(obs)) => Some(format!("it ended early ({:?})", obs.end)),
+                Err(e) => Some(format!("it stopped: {e}")),
+            }
+        } else {
+            self.task.abort();
+            None
+        };
+        Followed {
+            history: self.journal.history(),
+            ended_early,
+        }
+    }
+}
+
+impl Harness {
+    /// Starts a background watch of `created` until the case deadline or [`Follower::finish`].
+    pub fn follow(&self, created: &Created) -> Follower {
+        let journal = Journal::default();
+        let (mut client, id, recorder, deadline) = (
+            self.client(),
+            created.id.clone(),
+            journal.clone(),
+            self.deadline(),
+        );
+        let task = tokio::spawn(async move {
+            crate::observe::watch(
+                &mut client,
+                &id,
+                WatchOpts::default(),
+                deadline,
+                &recorder,
+                |_| false,
+            )
+            .await
+        });
+        Follower { journal, task }
     }
 }
 

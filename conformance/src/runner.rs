@@ -246,6 +246,7 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         }
     }
     let images = Arc::new(images);
+    let fixtures = Arc::new(fixtures);
     let timeout = config.case_timeout.unwrap_or_else(|| driver.case_timeout());
     let total = cases.len();
     let started = Instant::now();
@@ -259,6 +260,7 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
             images.clone(),
             timeout,
             backend.clone(),
+            fixtures.clone(),
         );
         let skip = expectations
             .get(&case.id)

@@ -144,3 +144,27 @@ pub async fn nothing_degraded(h: Harness) -> CaseResult {
         || format!("{:?}", last.degraded),
     )
 }
+
+/// OSC-BOOTSTRAP-006: with best-effort on, `fixture` still ends in its own startup error.
+async fn best_effort_keeps_fatal(h: Harness, fixture: &str) -> CaseResult {
+    let expect = h.fixture(fixture)?.expect;
+    let opts = CreateOpts::default().env(env::BEST_EFFORT_FAILURES, "1");
+    let created = h.create("be", fixture, opts, Req::BOOTSTRAP_006).await?;
+    let last = h.wait_error(&created, Req::BOOTSTRAP_006).await?;
+    expect_outcome(&last, &expect, Req::BOOTSTRAP_006)
+}
+
+/// OSC-BOOTSTRAP-006, stage policy (`stale-policy`).
+pub async fn best_effort_keeps_policy_fatal(h: Harness) -> CaseResult {
+    best_effort_keeps_fatal(h, "stale-policy").await
+}
+
+/// OSC-BOOTSTRAP-006, stage identity (`missing-user`).
+pub async fn best_effort_keeps_identity_fatal(h: Harness) -> CaseResult {
+    best_effort_keeps_fatal(h, "missing-user").await
+}
+
+/// OSC-BOOTSTRAP-006, stage boot-hook (`boot-fail`).
+pub async fn best_effort_keeps_boot_hook_fatal(h: Harness) -> CaseResult {
+    best_effort_keeps_fatal(h, "boot-fail").await
+}

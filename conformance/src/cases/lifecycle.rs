@@ -7,7 +7,7 @@ use openshell_proto::v1::SandboxPhase as Phase;
 
 use crate::cases::fixture::observed;
 use crate::check::{ensure, expect_code, fail, CaseResult};
-use crate::harness::{status_text, Harness, CASE_LABEL};
+use crate::harness::{status_text, Followed, Harness, CASE_LABEL};
 use crate::leaks::Resource;
 use crate::observe::{watch, Journal, Snapshot, WatchOpts};
 use crate::report::Latency;
@@ -37,26 +37,7 @@ pub async fn error_never_overwritten(h: Harness) -> CaseResult {
     let created = h
         .create("err", "stale-policy", Default::default(), Req::ERR_003)
         .await?;
-    let journal = Journal::default();
-    let background = {
-        let (mut client, id, journal, deadline) = (
-            h.client(),
-            created.id.clone(),
-            journal.clone(),
-            h.deadline(),
-        );
-        tokio::spawn(async move {
-            watch(
-                &mut client,
-                &id,
-                WatchOpts::default(),
-                deadline,
-                &journal,
-                |_| false,
-            )
-            .await
-        })
-    };
+    let follower = h.follow(&created);
     let last = h.wait_error(&created, Req::ERR_001).await?;
     ensure(
         last.is(Phase::Error, openshell_proto::ReadyReason::SupervisorError),
@@ -73,17 +54,10 @@ pub async fn error_never_overwritten(h: Harness) -> CaseResult {
         .await
         .map_err(|s| fail(Req::ERR_003, "GetSandbox to succeed", status_text(&s)))?;
     let stored = Snapshot::of(&stored);
-    let ended_early = if background.is_finished() {
-        match background.await {
-            Ok(Err(status)) => Some(format!("it failed to open: {}", status_text(&status))),
-            Ok(Ok(obs)) => Some(format!("it ended early ({:?})", obs.end)),
-            Err(e) => Some(format!("it panicked: {e}")),
-        }
-    } else {
-        background.abort();
-        None
-    };
-    let history = journal.history();
+    let Followed {
+        history,
+        ended_early,
+    } = follower.finish().await;
     let Some(at) = history.iter().position(|s| s.phase == Phase::Error) else {
         return Err(fail(
             Req::ERR_003,

@@ -10,10 +10,12 @@
 
 pub mod api;
 pub mod bootstrap;
+pub mod config;
 pub mod fixture;
 pub mod hygiene;
 pub mod lifecycle;
 pub mod security;
+pub mod session;
 
 use crate::check::CaseResult;
 use crate::harness::Harness;
@@ -127,14 +129,14 @@ pub fn named() -> Vec<Named> {
         },
         Named {
             id: "cleanup-after-error",
-            requirements: &[Req::CLEAN_001],
+            requirements: &[Req::CLEAN_001, Req::CLEAN_004],
             drivers: ALL,
             summary: "after Error no backend resource with the sandbox-id label remains, without a delete",
             body: body!(lifecycle::cleanup_after_error),
         },
         Named {
             id: "cleanup-after-delete",
-            requirements: &[Req::CLEAN_002],
+            requirements: &[Req::CLEAN_002, Req::CLEAN_004],
             drivers: ALL,
             summary: "after DeleteSandbox the sandbox is NotFound and its backend resources are gone",
             body: body!(lifecycle::cleanup_after_delete),
@@ -166,6 +168,47 @@ pub fn named() -> Vec<Named> {
             drivers: ALL,
             summary: "a 10 KiB report with ESC, BEL, DEL, NUL and C1 is stored escaped and within 4096 bytes",
             body: body!(hygiene::hostile_message),
+        },
+        Named {
+            id: "session-end-demotes-and-reconnect-promotes",
+            requirements: &[
+                Req::READY_004,
+                Req::READY_005,
+                Req::READY_006,
+                Req::READY_007,
+                Req::READY_008,
+            ],
+            drivers: ALL,
+            summary: "a scripted supervisor's sessions: end demotes, a new or the same instance re-promotes, a superseded end and an end after Error change nothing",
+            body: body!(session::session_rules),
+        },
+        Named {
+            id: "best-effort-keeps-policy-fatal",
+            requirements: &[Req::BOOTSTRAP_006],
+            drivers: ALL,
+            summary: "OPENSHELL_BEST_EFFORT_FAILURES=1: a stale policy still ends in Error / SupervisorError `policy: …`",
+            body: body!(bootstrap::best_effort_keeps_policy_fatal),
+        },
+        Named {
+            id: "best-effort-keeps-identity-fatal",
+            requirements: &[Req::BOOTSTRAP_006],
+            drivers: ALL,
+            summary: "OPENSHELL_BEST_EFFORT_FAILURES=1: a missing user still ends in Error / SupervisorError `identity: …`",
+            body: body!(bootstrap::best_effort_keeps_identity_fatal),
+        },
+        Named {
+            id: "best-effort-keeps-boot-hook-fatal",
+            requirements: &[Req::BOOTSTRAP_006],
+            drivers: ALL,
+            summary: "OPENSHELL_BEST_EFFORT_FAILURES=1: a failing boot hook still ends in Error / SupervisorError `boot-hook: …`",
+            body: body!(bootstrap::best_effort_keeps_boot_hook_fatal),
+        },
+        Named {
+            id: "malformed-supervisor-settings-are-config-errors",
+            requirements: &[Req::CONFIG_001],
+            drivers: ALL,
+            summary: "an unknown OPENSHELL_SKIP_BOOTSTRAP entry, a non-boolean best-effort value and a non-numeric hook timeout end in `config: …`",
+            body: body!(config::malformed_settings),
         },
         Named {
             id: "runsc-strict-netns-is-fatal",

@@ -79,6 +79,7 @@ pub fn fixture_requirements(name: &str) -> &'static [Req] {
         "main-exits" => &[Req::READY_002],
         "workload-probe" => &[Req::SEC_005],
         "no-session" => &[Req::READY_003],
+        "rogue-session" => &[Req::READY_004],
         _ => &[],
     }
 }
