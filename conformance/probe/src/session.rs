@@ -33,7 +33,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 /// How long a step waits for the state it expects.
-const STEP: Duration = Duration::from_secs(15);
+const STEP: Duration = Duration::from_secs(10);
 /// How long "nothing changes" is watched for after a superseded session ends.
 const QUIET: Duration = Duration::from_secs(2);
 

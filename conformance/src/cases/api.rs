@@ -229,6 +229,22 @@ pub async fn stop_on_terminal(h: Harness) -> CaseResult {
 pub async fn list_by_label(h: Harness) -> CaseResult {
     let image = some_image(&h);
     let mut names = Vec::new();
+    // A decoy of the same run whose case label differs: a selector must match every pair.
+    let decoy = h.name("l3");
+    let mut decoy_opts = CreateOpts::default();
+    decoy_opts.labels.push((
+        CASE_LABEL.to_string(),
+        format!("{}-decoy", h.labels()[CASE_LABEL]),
+    ));
+    h.create_raw(h.request(&decoy, &image, &decoy_opts))
+        .await
+        .map_err(|s| {
+            fail(
+                Req::API_007,
+                format!("CreateSandbox {decoy}"),
+                status_text(&s),
+            )
+        })?;
     for suffix in ["l1", "l2"] {
         let name = h.name(suffix);
         h.create_raw(h.request(&name, &image, &CreateOpts::default()))
@@ -260,7 +276,7 @@ pub async fn list_by_label(h: Harness) -> CaseResult {
     ensure(
         got == names,
         Req::API_007,
-        &format!("ListSandboxes {selector:?} to return exactly {names:?}"),
+        &format!("ListSandboxes {selector:?} to return exactly {names:?} (not {decoy}, which matches only the run label)"),
         || format!("{got:?}"),
     )?;
     let run_only = format!("{}={}", labels::RUN_ID, h.run_id());

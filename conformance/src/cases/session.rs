@@ -19,9 +19,11 @@ use openshell_proto::ReadyReason;
 
 use crate::cases::fixture::observed;
 use crate::cases::lifecycle::REMOVAL_LIMIT;
+use std::time::{Duration, Instant};
+
 use crate::check::{also, fail, CaseResult};
 use crate::harness::{CreateOpts, Harness};
-use crate::observe::Snapshot;
+use crate::observe::{watch, Journal, Snapshot, WatchOpts};
 use crate::spec::Req;
 
 /// The verdict's prefix, as the gateway stores it (`<stage>: <message>`).
@@ -46,13 +48,16 @@ fn demoted(s: &Snapshot) -> bool {
     s.is(Phase::Provisioning, ReadyReason::SupervisorDisconnected) && !s.ready_true()
 }
 
+/// One expected step of the history: what it is, how to recognise it, the rule it shows.
+type Step = (&'static str, fn(&Snapshot) -> bool, Req);
+
 /// The broken rules a history (one sandbox's, in order) shows: `(requirement, what happened)`.
 pub fn judge(history: &[Snapshot]) -> Vec<(Req, String)> {
     let mut broken = Vec::new();
     let error_at = history.iter().position(|s| s.phase == Phase::Error);
     let before_error = &history[..error_at.unwrap_or(history.len())];
     // Walk the expected steps in order; each search starts where the last step was found.
-    let steps: [(&str, fn(&Snapshot) -> bool, Req); 5] = [
+    let steps: [Step; 5] = [
         ("Ready (session A)", ready, Req::READY_001),
         (
             "Provisioning / SupervisorDisconnected after A ended",
@@ -172,11 +177,29 @@ pub async fn session_rules(h: Harness) -> CaseResult {
         )
         .await?;
     let follower = h.follow(&created);
-    let last = h.wait_error(&created, Req::READY_004).await?;
-    // Let the last session end and the backend go (bounded), watching for changes after the Error.
-    let _ = h
-        .wait_resources_gone(&created.id, REMOVAL_LIMIT, Req::READY_006)
-        .await;
+    // Wait for the verdict's Error, but leave time to judge the history if it never comes (a
+    // broken rule can stall the script at a step).
+    let judging = Duration::from_secs(3);
+    let until = h
+        .deadline()
+        .checked_sub(judging)
+        .unwrap_or_else(Instant::now);
+    let journal = Journal::default();
+    let opts = WatchOpts::default();
+    let waited = watch(&mut h.client(), &created.id, opts, until, &journal, |s| {
+        s.phase == Phase::Error
+    })
+    .await
+    .ok()
+    .and_then(|obs| obs.last());
+    let errored = waited.as_ref().is_some_and(|s| s.phase == Phase::Error);
+    if errored {
+        // Let the last session end and the backend go (bounded), watching for changes after
+        // the Error.
+        let _ = h
+            .wait_resources_gone(&created.id, REMOVAL_LIMIT, Req::READY_006)
+            .await;
+    }
     let followed = follower.finish().await;
     if followed.history.is_empty() {
         return Err(fail(
@@ -186,8 +209,12 @@ pub async fn session_rules(h: Harness) -> CaseResult {
         ));
     }
     let mut broken = judge(&followed.history);
-    if last.message().starts_with(VERDICT) {
-        for b in judge_words(last.message()) {
+    let message = waited
+        .as_ref()
+        .map(|s| s.message().to_string())
+        .unwrap_or_default();
+    if message.starts_with(VERDICT) {
+        for b in judge_words(&message) {
             if !broken.iter().any(|(r, _)| *r == b.0) {
                 broken.push(b);
             }
