@@ -54,6 +54,7 @@ struct Inner {
     backend: Option<Backend>,
     latencies: Mutex<BTreeMap<Latency, u64>>,
     fixtures: Arc<Catalog>,
+    responses: Mutex<Vec<Sandbox>>,
 }
 
 /// A case's view of the world (cheap to clone).
@@ -112,6 +113,7 @@ impl Harness {
                 backend,
                 latencies: Mutex::new(BTreeMap::new()),
                 fixtures,
+                responses: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -217,6 +219,11 @@ impl Harness {
         let requested_at = Instant::now();
         let response = self.client().create_sandbox(request).await?.into_inner();
         let sandbox = response.sandbox.unwrap_or_default();
+        self.inner
+            .responses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(sandbox.clone());
         let id = sandbox
             .metadata
             .as_ref()
@@ -236,6 +243,15 @@ impl Harness {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(created);
+    }
+
+    /// The `CreateSandbox` responses this case got, in order (a read API like any other).
+    pub fn create_responses(&self) -> Vec<Sandbox> {
+        self.inner
+            .responses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Everything this case created.
@@ -648,4 +664,50 @@ impl Harness {
 /// A status as `Code: message`.
 pub fn status_text(status: &tonic::Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::CaseError;
+
+    fn harness(backend: Option<Backend>) -> Harness {
+        let channel = tonic::transport::Channel::from_static("http://127.0.0.1:9").connect_lazy();
+        Harness::new(
+            OpenShellClient::new(channel),
+            "osc-test",
+            "test-00",
+            "case",
+            Driver::Docker,
+            Arc::new(Images::from_map(Default::default())),
+            Duration::from_secs(5),
+            backend,
+            Arc::new(Catalog::load_default().unwrap()),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_cannot_be_read_fails_the_requirement_instead_of_skipping() {
+        // An engine address nothing answers on (loopback, discard port).
+        let docker = bollard::Docker::connect_with_http(
+            "http://127.0.0.1:9",
+            5,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .unwrap();
+        let err = harness(Some(Backend::Docker(docker)))
+            .resources("sb", Req::CLEAN_001)
+            .await
+            .unwrap_err();
+        let CaseError::Failed(f) = err else {
+            panic!("expected a failure, got {err}")
+        };
+        assert_eq!(f.requirement, Req::CLEAN_001);
+        assert!(f.observed.contains("could not be read"), "{}", f.observed);
+        let blind = harness(None)
+            .resources("sb", Req::CLEAN_002)
+            .await
+            .unwrap_err();
+        assert!(matches!(blind, CaseError::Failed(_)), "{blind}");
+    }
 }

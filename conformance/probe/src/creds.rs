@@ -147,7 +147,7 @@ mod tests {
         let back = Creds::from_record(&own.to_record());
         assert_eq!(back, own);
         let mut other = own.clone();
-        other.fields.insert("uid".into(), "0/0".into());
+        other.fields.insert("uid".into(), "4242/4242".into());
         let diff = own.differences(&other);
         assert_eq!(diff.len(), 1, "{diff:?}");
         assert!(diff[0].starts_with("uid: "), "{diff:?}");

@@ -58,6 +58,19 @@ pub async fn error_never_overwritten(h: Harness) -> CaseResult {
         history,
         ended_early,
     } = follower.finish().await;
+    error_kept(&history, ended_early)?;
+    ensure(
+        same_error(&stored, &last),
+        Req::ERR_003,
+        &format!("GetSandbox after the backend exited to still show {last}"),
+        || stored.to_string(),
+    )
+}
+
+/// OSC-ERR-003's judgement of a followed history: it must hold an Error (a watch that never
+/// opened or never saw the Error checked nothing, and fails), and every event from the first
+/// Error on must show that same Error.
+pub fn error_kept(history: &[Snapshot], ended_early: Option<String>) -> CaseResult {
     let Some(at) = history.iter().position(|s| s.phase == Phase::Error) else {
         return Err(fail(
             Req::ERR_003,
@@ -70,19 +83,14 @@ pub async fn error_never_overwritten(h: Harness) -> CaseResult {
         ));
     };
     let reference = &history[at];
-    if let Some(changed) = history[at..].iter().find(|s| !same_error(s, reference)) {
-        return Err(fail(
+    match history[at..].iter().find(|s| !same_error(s, reference)) {
+        Some(changed) => Err(fail(
             Req::ERR_003,
             format!("every event after {reference} to keep the Error"),
             format!("{changed}"),
-        ));
+        )),
+        None => Ok(()),
     }
-    ensure(
-        same_error(&stored, &last),
-        Req::ERR_003,
-        &format!("GetSandbox after the backend exited to still show {last}"),
-        || stored.to_string(),
-    )
 }
 
 /// OSC-ERR-004.
@@ -299,4 +307,47 @@ pub async fn backend_labels(h: Harness) -> CaseResult {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::Cond;
+
+    fn snap(phase: Phase, reason: &str) -> Snapshot {
+        Snapshot {
+            name: "s".into(),
+            resource_version: 1,
+            phase,
+            ready: Some(Cond {
+                status: "False".into(),
+                reason: reason.into(),
+                message: "policy: x".into(),
+            }),
+            degraded: None,
+            exit_code: None,
+        }
+    }
+
+    #[test]
+    fn a_watch_that_saw_no_error_checked_nothing_and_fails() {
+        let err = error_kept(&[], Some("it failed to open: Unavailable".into())).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("saw 0 events and no Error; it failed to open"),
+            "{err}"
+        );
+        assert!(error_kept(&[snap(Phase::Provisioning, "Starting")], None).is_err());
+    }
+
+    #[test]
+    fn an_error_kept_passes_and_one_overwritten_fails() {
+        let e = snap(Phase::Error, "SupervisorError");
+        assert!(error_kept(
+            &[snap(Phase::Provisioning, "Starting"), e.clone(), e.clone()],
+            None
+        )
+        .is_ok());
+        assert!(error_kept(&[e, snap(Phase::Provisioning, "Starting")], None).is_err());
+    }
 }

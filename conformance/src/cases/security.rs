@@ -252,7 +252,13 @@ pub async fn token_absent(h: Harness) -> CaseResult {
         "the rogue probe's verdict to carry token-sha256=<16 hex> token-len=<n>",
         || observed(&rogue_last),
     )?;
-    let mut responses: Vec<(String, Sandbox)> = Vec::new();
+    // The create responses first: the record as first stored, before any later change hides
+    // what its first version said.
+    let mut responses: Vec<(String, Sandbox)> = h
+        .create_responses()
+        .into_iter()
+        .map(|s| ("CreateSandbox".to_string(), s))
+        .collect();
     for c in [&good, &rogue] {
         let got = h
             .get(&c.name)
