@@ -108,7 +108,13 @@ impl Gateway {
 
     /// Starts the reference gateway at `binary` for `driver`.
     /// `env` is added to the gateway's environment (a mutants build reads `OPENSHELL_MUTANT`).
-    pub async fn start(binary: &Path, driver: Driver, env: &[(String, String)]) -> Result<Gateway> {
+    /// `args` are added to its command line (e.g. `--supervisor PATH`).
+    pub async fn start(
+        binary: &Path,
+        driver: Driver,
+        env: &[(String, String)],
+        args: &[std::ffi::OsString],
+    ) -> Result<Gateway> {
         if !binary.exists() {
             return Err(GatewayError::Missing(binary.to_path_buf()));
         }
@@ -132,6 +138,7 @@ impl Gateway {
             ])
             .arg("--state-dir")
             .arg(&state_dir)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)

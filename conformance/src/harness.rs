@@ -26,6 +26,11 @@ use crate::Driver;
 use openshell_proto::v1::SandboxPhase as Phase;
 use openshell_proto::ReadyReason;
 
+/// The longest sandbox name the suite generates (upstream OpenShell caps names at 19).
+pub const MAX_NAME: usize = 19;
+/// The longest suffix a case gives [`Harness::name`].
+const MAX_SUFFIX: usize = MAX_NAME - 9;
+
 /// The label naming the case that created a sandbox.
 pub const CASE_LABEL: &str = "openshell.conformance/case";
 
@@ -75,6 +80,10 @@ pub struct CreateOpts {
     /// Leave out the lane's environment ([`crate::spec::catalog::fixture_env`]), e.g. to test
     /// strict mode under gVisor.
     pub without_lane_env: bool,
+    /// Send no `spec.command`, so the image's own command runs (OSC-API-010). Otherwise an empty
+    /// `command` becomes the fixture's manifest command: the cases never rely on an image's CMD
+    /// reaching the main process (an implementation may replace it, as upstream does).
+    pub image_command: bool,
 }
 
 impl CreateOpts {
@@ -165,10 +174,12 @@ impl Harness {
         self.inner.backend.as_ref()
     }
 
-    /// A sandbox name unique to this case and run: `<prefix>-<suffix>` (a DNS-1123 label).
+    /// A sandbox name unique to this case and run: `<prefix>-<suffix>`, the 8-character prefix
+    /// of the run and case plus at most 10 characters of `suffix`, so it fits in 19 characters (a
+    /// DNS-1123 label short enough for implementations that cap names, as upstream does at 19).
     pub fn name(&self, suffix: &str) -> String {
-        let mut name = format!("{}-{suffix}", self.inner.prefix);
-        name.truncate(63);
+        let suffix: String = suffix.chars().take(MAX_SUFFIX).collect();
+        let name = format!("{}-{suffix}", self.inner.prefix);
         name.trim_end_matches('-').to_string()
     }
 
@@ -193,12 +204,23 @@ impl Harness {
     pub fn request(&self, name: &str, image: &str, opts: &CreateOpts) -> CreateSandboxRequest {
         let mut labels = self.labels();
         labels.extend(opts.labels.iter().cloned());
+        let command = match (&opts.command, opts.image_command) {
+            (_, true) => Vec::new(),
+            (c, false) if !c.is_empty() => c.clone(),
+            _ => self
+                .inner
+                .images
+                .fixture_of(image)
+                .and_then(|f| self.inner.fixtures.get(f).ok())
+                .map(|f| f.command.clone())
+                .unwrap_or_default(),
+        };
         CreateSandboxRequest {
             name: name.to_string(),
             labels,
             spec: Some(SandboxSpec {
                 environment: opts.env.iter().cloned().collect(),
-                command: opts.command.clone(),
+                command,
                 template: Some(SandboxTemplate {
                     image: image.to_string(),
                     runtime_class_name: self.inner.driver.runtime_class().to_string(),
@@ -695,7 +717,12 @@ mod tests {
             bollard::API_DEFAULT_VERSION,
         )
         .unwrap();
-        let err = harness(Some(Backend::Docker(docker)))
+        let backend = Backend::Docker {
+            docker,
+            keys: Default::default(),
+            run_started: 0,
+        };
+        let err = harness(Some(backend))
             .resources("sb", Req::CLEAN_001)
             .await
             .unwrap_err();

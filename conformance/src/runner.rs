@@ -19,10 +19,11 @@ use openshell_fixtures::Catalog;
 use crate::check::CaseError;
 use crate::driver::Driver;
 use crate::expectations::{Expectations, Expected};
+use crate::features::Feature;
 use crate::gateway::{self, Gateway};
 use crate::harness::Harness;
 use crate::images::{self, Images};
-use crate::leaks::{Backend, Resource};
+use crate::leaks::{Backend, LabelKeys, Resource};
 use crate::progress::Progress;
 use crate::spec::{Body, Case, Req};
 
@@ -91,6 +92,14 @@ pub struct RunConfig {
     pub verbose: bool,
     /// Extra environment for a reference gateway the run starts (e.g. `OPENSHELL_MUTANT`).
     pub gateway_env: Vec<(String, String)>,
+    /// The features the implementation declares (`--features`); `None`: the expectations
+    /// file's declaration, else every feature.
+    pub features: Option<Vec<Feature>>,
+    /// A vendor's supervisor, baked into the fixture images (`images --supervisor`) and handed
+    /// to a reference gateway the run starts.
+    pub supervisor: Option<PathBuf>,
+    /// The label keys of the backend's resources.
+    pub label_keys: LabelKeys,
 }
 
 impl RunConfig {
@@ -108,6 +117,9 @@ impl RunConfig {
             case_timeout: None,
             verbose: false,
             gateway_env: Vec::new(),
+            features: None,
+            supervisor: None,
+            label_keys: LabelKeys::default(),
         }
     }
 }
@@ -201,6 +213,12 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     let run_id = format!("osc-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let external = config.gateway_url.is_some();
     let mut report = RunReport::new(driver, &run_id);
+    let declared: Vec<Feature> = config
+        .features
+        .clone()
+        .or_else(|| expectations.features().map(<[Feature]>::to_vec))
+        .unwrap_or_else(|| Feature::ALL.to_vec());
+    report.features = declared.clone();
     if let Err(reason) = prerequisites(driver, external, config.gateway_bin.as_deref()).await {
         if config.require_lanes.contains(&driver) {
             return Err(RunError::LaneMissing { driver, reason });
@@ -218,7 +236,13 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     let bin = gateway::locate_binary(config.gateway_bin.as_deref());
     let mut gw = match &config.gateway_url {
         Some(url) => Gateway::external(url),
-        None => Gateway::start(&bin, driver, &config.gateway_env).await?,
+        None => {
+            let args: Vec<std::ffi::OsString> = match &config.supervisor {
+                Some(s) => vec!["--supervisor".into(), s.clone().into()],
+                None => Vec::new(),
+            };
+            Gateway::start(&bin, driver, &config.gateway_env, &args).await?
+        }
     };
     report.gateway = gw.description.clone();
     let client = gw.connect().await?;
@@ -227,18 +251,54 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     } else {
         bin.clone()
     };
-    let mut images = Images::compute(&fixtures, &images::default_inputs(&inputs_base))?;
+    let mut inputs = images::default_inputs(&inputs_base);
+    if let Some(s) = &config.supervisor {
+        inputs.supervisor = s.clone();
+    }
+    let mut images = Images::compute(&fixtures, &inputs)?;
+    let run_started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64 - 1)
+        .unwrap_or(0);
     let backend = match driver {
         Driver::Process => Some(Backend::Process {
             state_dir: gw.state_dir.clone(),
         }),
         _ => openshell_fixtures::docker::connect(None)
             .ok()
-            .map(Backend::Docker),
+            .map(|docker| Backend::Docker {
+                docker,
+                keys: config.label_keys.clone(),
+                run_started,
+            }),
     };
-    if let (Some(Backend::Docker(docker)), None) = (&backend, images.unavailable()) {
-        let inputs = images::default_inputs(&inputs_base);
-        if let Err(e) = openshell_fixtures::docker::build_all(&fixtures, &inputs, docker).await {
+    if let (Some(Backend::Docker { docker, .. }), None) = (&backend, images.unavailable()) {
+        if external {
+            // A vendor's gateway runs the images it was given: build nothing (that would bake in
+            // this suite's supervisor), but say when the references match no built image.
+            let mut missing = Vec::new();
+            for (name, reference) in images.all() {
+                if !openshell_fixtures::docker::image_exists(docker, reference)
+                    .await
+                    .unwrap_or(false)
+                {
+                    missing.push(format!("{name} ({reference})"));
+                }
+            }
+            if !missing.is_empty() {
+                let note = format!(
+                    "warning: no built image matches the references of {} fixtures ({}): build them \
+                     with `openshell-conformance images --build [--supervisor PATH]` and give `run` the \
+                     same `--supervisor`",
+                    missing.len(),
+                    missing.join(", ")
+                );
+                eprintln!("{note}");
+                report.notes.push(note);
+            }
+        } else if let Err(e) =
+            openshell_fixtures::docker::build_all(&fixtures, &inputs, docker).await
+        {
             images = Images::from_map(Default::default());
             report
                 .notes
@@ -254,7 +314,7 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         let harness = Harness::new(
             client.clone(),
             &run_id,
-            &format!("{}-{index:02}", &run_id[4..12]),
+            &format!("{}{index:02}", &run_id[4..10]),
             &case.id,
             driver,
             images.clone(),
@@ -266,8 +326,15 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
             .get(&case.id)
             .filter(|e| e.result == Expected::Skipped)
             .map(|e| e.reason.clone());
+        let missing: Vec<Feature> = case
+            .features
+            .iter()
+            .copied()
+            .filter(|f| !declared.contains(f))
+            .collect();
         async move {
             match skip {
+                _ if !missing.is_empty() => CaseReport::not_supported(&case, driver, &missing),
                 Some(reason) => {
                     CaseReport::skipped(&case, driver, &format!("expectations file: {reason}"))
                 }
@@ -285,7 +352,10 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     drop(stream);
     report.cases.sort_by(|a, b| a.id.cmp(&b.id));
     if let Some(backend) = &backend {
-        let audit = audit_run(&client, backend, &run_id).await;
+        let mut audit = audit_run(&client, backend, &run_id, &created_ids(&report)).await;
+        if let Some(why) = report.cases.iter().find_map(|c| c.blind.clone()) {
+            audit = Err(why);
+        }
         report.leaks = audit.clone().unwrap_or_default();
         if !matches!(&audit, Ok(left) if left.is_empty()) || config.filter.is_none() {
             let case = CaseReport::leak_audit(driver, &audit);
@@ -345,12 +415,30 @@ pub async fn run_case(case: Case, harness: Harness, timeout: Duration) -> CaseRe
         Err(CaseError::Failed(_)) => log_tail(&harness, &created).await,
         _ => Vec::new(),
     };
+    // Blindness: a sandbox still Ready at the end must show at least one backend resource, or
+    // the suite cannot see this backend and "nothing left" would be a pass by blindness.
+    let mut blind = None;
+    if let Some(backend) = harness.backend() {
+        for c in created.iter().filter(|c| !c.id.is_empty()) {
+            let ready = harness.get(&c.name).await.is_ok_and(|s| {
+                crate::observe::Snapshot::of(&s).phase == openshell_proto::v1::SandboxPhase::Ready
+            });
+            if ready && backend.of_sandbox(&c.id).await.is_ok_and(|r| r.is_empty()) {
+                blind = Some(format!(
+                    "cannot see this backend: sandbox {} is Ready, but there are no {}",
+                    c.name,
+                    backend.looks_for(&c.id)
+                ));
+                break;
+            }
+        }
+    }
     for c in &created {
         let _ = harness.delete(&c.name).await;
     }
     if let Some(backend) = harness.backend() {
         let mut left: Vec<Resource> = Vec::new();
-        let mut blind = None;
+        let mut unreadable = None;
         let end = Instant::now() + AUDIT_LIMIT;
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         'audit: loop {
@@ -360,7 +448,7 @@ pub async fn run_case(case: Case, harness: Harness, timeout: Duration) -> CaseRe
                 match backend.of_sandbox(&c.id).await {
                     Ok(found) => left.extend(found),
                     Err(e) => {
-                        blind = Some(e);
+                        unreadable = Some(e);
                         break 'audit;
                     }
                 }
@@ -370,7 +458,13 @@ pub async fn run_case(case: Case, harness: Harness, timeout: Duration) -> CaseRe
             }
         }
         if result.is_ok() {
-            if let Some(why) = blind {
+            if let Some(why) = &blind {
+                result = Err(crate::check::fail(
+                    Req::CLEAN_002,
+                    "to see the backend resources of the case's Ready sandboxes",
+                    why.clone(),
+                ));
+            } else if let Some(why) = unreadable {
                 result = Err(crate::check::fail(
                     Req::CLEAN_002,
                     "the backend resources of the case's sandboxes to be listable after their deletion",
@@ -391,6 +485,7 @@ pub async fn run_case(case: Case, harness: Harness, timeout: Duration) -> CaseRe
         .map(|c| format!("{} ({})", c.name, c.id))
         .collect();
     report.latencies_ms = harness.latencies();
+    report.blind = blind;
     match result {
         Ok(()) => report.result = Outcome::Passed,
         Err(CaseError::Skipped(why)) => {
@@ -454,6 +549,7 @@ async fn audit_run(
     client: &openshell_proto::v1::open_shell_client::OpenShellClient<tonic::transport::Channel>,
     backend: &Backend,
     run_id: &str,
+    created: &[String],
 ) -> Result<Vec<Resource>, String> {
     use openshell_proto::v1::{DeleteSandboxRequest, ListSandboxesRequest};
     let mut client = client.clone();
@@ -471,10 +567,17 @@ async fn audit_run(
                 crate::harness::status_text(&s)
             )
         })?;
-    let ids: Vec<String> = listed
+    let mut ids: Vec<String> = listed
         .iter()
         .filter_map(|s| s.metadata.as_ref().map(|m| m.id.clone()))
         .collect();
+    ids.extend(
+        created
+            .iter()
+            .filter(|id| !ids.contains(id))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
     for s in &listed {
         let name = s
             .metadata
@@ -497,6 +600,20 @@ async fn audit_run(
             return Ok(left);
         }
     }
+}
+
+/// The ids of every sandbox the run's cases created (from their reports' `name (id)` entries).
+fn created_ids(report: &RunReport) -> Vec<String> {
+    report
+        .cases
+        .iter()
+        .flat_map(|c| c.sandboxes.iter())
+        .filter_map(|s| {
+            s.rsplit_once(" (")
+                .map(|(_, id)| id.trim_end_matches(')').to_string())
+        })
+        .filter(|id| !id.is_empty())
+        .collect()
 }
 
 impl RunReport {

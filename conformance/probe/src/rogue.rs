@@ -8,8 +8,8 @@
 //!   and at most 4096 bytes.
 //! - `credentials`: `ConnectSupervisor` and `ReportMainProcessExit` without a token, and
 //!   reports without a token (own id), for an unknown id, for another live
-//!   sandbox's id (`OPENSHELL_PROBE_OTHER_SANDBOX_ID`) and for a deleted one's
-//!   (`OPENSHELL_PROBE_DELETED_SANDBOX_ID`), each with a message saying what it is, then the
+//!   sandbox's id (`OSC_PROBE_OTHER_SANDBOX_ID`) and for a deleted one's
+//!   (`OSC_PROBE_DELETED_SANDBOX_ID`), each with a message saying what it is, then the
 //!   verdict with its own id and token: `rogue credentials: no-token=<code>
 //!   unknown-sandbox=<code> other-sandbox=<code> deleted-sandbox=<code> no-token-connect=<code>
 //!   no-token-exit=<code> token-sha256=<16 hex> token-len=<n>` (`<code>` is the gRPC code name, `Ok`, or `not-tried`). The token's hash
@@ -142,8 +142,8 @@ async fn run_async(mode: &str) -> Result<u8, String> {
             .await;
             let mut tried = Vec::new();
             for (key, var) in [
-                ("other-sandbox", "OPENSHELL_PROBE_OTHER_SANDBOX_ID"),
-                ("deleted-sandbox", "OPENSHELL_PROBE_DELETED_SANDBOX_ID"),
+                ("other-sandbox", "OSC_PROBE_OTHER_SANDBOX_ID"),
+                ("deleted-sandbox", "OSC_PROBE_DELETED_SANDBOX_ID"),
             ] {
                 let code = match std::env::var(var) {
                     Ok(id) if !id.is_empty() => {

@@ -339,3 +339,19 @@ pub async fn image_not_found(h: Harness) -> CaseResult {
         || crate::cases::fixture::observed(&last),
     )
 }
+
+/// OSC-API-010: `main-exits` without a `spec.command` runs its image's CMD (`sleep 2; exit 7`).
+pub async fn image_command_default(h: Harness) -> CaseResult {
+    let opts = CreateOpts {
+        image_command: true,
+        ..Default::default()
+    };
+    let created = h.create("cmd", "main-exits", opts, Req::API_010).await?;
+    let last = h.wait_error(&created, Req::API_010).await?;
+    ensure(
+        last.is(Phase::Error, ReadyReason::ProcessExited) && last.exit_code == Some(7),
+        Req::API_010,
+        "Error / ProcessExited with exit code 7 (the image's CMD, `sleep 2; exit 7`)",
+        || crate::cases::fixture::observed(&last),
+    )
+}

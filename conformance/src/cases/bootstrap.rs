@@ -91,8 +91,8 @@ pub async fn strict_netns_eperm(h: Harness) -> CaseResult {
     )
 }
 
-/// OSC-BOOTSTRAP-002 and 004.
-pub async fn best_effort_degraded(h: Harness) -> CaseResult {
+/// A best-effort `good` sandbox that reached Ready (the tolerated failure of OSC-BOOTSTRAP-002).
+async fn best_effort_sandbox(h: &Harness) -> CaseResult<(Created, Snapshot)> {
     let opts = CreateOpts::default().env(env::BEST_EFFORT_FAILURES, "1");
     let created = h
         .create("besteffort", "good", opts, Req::BOOTSTRAP_002)
@@ -103,6 +103,18 @@ pub async fn best_effort_degraded(h: Harness) -> CaseResult {
         &expectation(ExpectedPhase::Ready, ReadyReason::SupervisorConnected, None),
         Req::BOOTSTRAP_002,
     )?;
+    Ok((created, last))
+}
+
+/// OSC-BOOTSTRAP-002.
+pub async fn best_effort_ready(h: Harness) -> CaseResult {
+    best_effort_sandbox(&h).await.map(|_| ())
+}
+
+/// OSC-BOOTSTRAP-004 (a best-effort sandbox that is not Ready fails OSC-BOOTSTRAP-002, its
+/// precondition).
+pub async fn best_effort_degraded(h: Harness) -> CaseResult {
+    let (created, last) = best_effort_sandbox(&h).await?;
     degraded_names_netns(
         &degraded_snapshot(&h, &created, last).await?,
         Req::BOOTSTRAP_004,

@@ -27,10 +27,11 @@ use crate::harness::{status_text, CreateOpts, Harness, CASE_LABEL};
 use crate::observe::{watch, Journal, Snapshot, WatchOpts};
 use crate::spec::Req;
 
-/// Environment the rogue probe reads: another live sandbox's id.
-pub const OTHER_SANDBOX_VAR: &str = "OPENSHELL_PROBE_OTHER_SANDBOX_ID";
+/// Environment the rogue probe reads: another live sandbox's id (not `OPENSHELL_*`, which an
+/// implementation may reserve for itself, as upstream does).
+pub const OTHER_SANDBOX_VAR: &str = "OSC_PROBE_OTHER_SANDBOX_ID";
 /// Environment the rogue probe reads: a deleted sandbox's id.
-pub const DELETED_SANDBOX_VAR: &str = "OPENSHELL_PROBE_DELETED_SANDBOX_ID";
+pub const DELETED_SANDBOX_VAR: &str = "OSC_PROBE_DELETED_SANDBOX_ID";
 
 /// The `key=value` words of a verdict message.
 pub fn verdict(message: &str) -> BTreeMap<String, String> {

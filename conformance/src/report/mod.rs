@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::check::Failure;
 use crate::expectations::{Entry, Expected};
+use crate::features::Feature;
 use crate::leaks::Resource;
 use crate::spec::{Case, Level, Req};
 use crate::Driver;
@@ -76,6 +77,9 @@ pub enum Outcome {
     Xfail,
     /// Passed although the expectations file says it fails.
     Xpass,
+    /// Not run: it needs a feature the run did not declare (named in the message).
+    #[serde(rename = "not-supported")]
+    NotSupported,
 }
 
 impl Outcome {
@@ -87,6 +91,7 @@ impl Outcome {
             Outcome::Skipped => "SKIP",
             Outcome::Xfail => "XFAIL",
             Outcome::Xpass => "XPASS",
+            Outcome::NotSupported => "N/S",
         }
     }
 }
@@ -119,6 +124,9 @@ pub struct CaseReport {
     /// The failure with history and logs, for diagnostics.
     #[serde(skip)]
     pub failure: Option<Failure>,
+    /// Why the case found the backend invisible (fails the run's leak audit too).
+    #[serde(skip)]
+    pub blind: Option<String>,
 }
 
 impl CaseReport {
@@ -145,7 +153,23 @@ impl CaseReport {
             sandboxes: Vec::new(),
             latencies_ms: BTreeMap::new(),
             failure: None,
+            blind: None,
         }
+    }
+
+    /// A case that needs features the run did not declare.
+    pub fn not_supported(case: &Case, driver: Driver, missing: &[Feature]) -> CaseReport {
+        let mut r = CaseReport::from_case(case, driver, Duration::ZERO);
+        r.result = Outcome::NotSupported;
+        r.message = format!(
+            "not supported: needs the undeclared feature(s) {}",
+            missing
+                .iter()
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        r
     }
 
     /// A skipped case.
@@ -192,6 +216,7 @@ impl CaseReport {
             sandboxes: Vec::new(),
             latencies_ms: BTreeMap::new(),
             failure: None,
+            blind: None,
         }
     }
 
@@ -233,6 +258,8 @@ pub struct Counts {
     pub xfail: usize,
     /// Unexpected passes.
     pub xpass: usize,
+    /// Not run for want of a declared feature.
+    pub not_supported: usize,
 }
 
 /// A run's results.
@@ -252,6 +279,8 @@ pub struct RunReport {
     pub leaks: Vec<Resource>,
     /// Remarks (e.g. image build failures).
     pub notes: Vec<String>,
+    /// The features the run judged (declared, or every feature when none were declared).
+    pub features: Vec<Feature>,
 }
 
 impl RunReport {
@@ -265,6 +294,7 @@ impl RunReport {
             cases: Vec::new(),
             leaks: Vec::new(),
             notes: Vec::new(),
+            features: Feature::ALL.to_vec(),
         }
     }
 
@@ -278,6 +308,7 @@ impl RunReport {
                 Outcome::Skipped => c.skipped += 1,
                 Outcome::Xfail => c.xfail += 1,
                 Outcome::Xpass => c.xpass += 1,
+                Outcome::NotSupported => c.not_supported += 1,
             }
         }
         c
@@ -308,8 +339,8 @@ impl RunReport {
         }
         let s = self.summary();
         out.push_str(&format!(
-            "{} passed, {} failed, {} skipped, {} xfail, {} xpass (driver {}, run {})\n",
-            s.passed, s.failed, s.skipped, s.xfail, s.xpass, self.driver, self.run_id
+            "{} passed, {} failed, {} skipped, {} xfail, {} xpass, {} not supported (driver {}, run {})\n",
+            s.passed, s.failed, s.skipped, s.xfail, s.xpass, s.not_supported, self.driver, self.run_id
         ));
         out
     }
@@ -341,6 +372,7 @@ mod tests {
             sandboxes: Vec::new(),
             latencies_ms: BTreeMap::new(),
             failure: None,
+            blind: None,
             failed_requirements: Vec::new(),
         }
     }
@@ -414,7 +446,7 @@ mod tests {
     fn the_summary_table_ends_with_the_counts() {
         let table = report(&[Outcome::Passed, Outcome::Failed, Outcome::Skipped]).table();
         assert!(
-            table.contains("1 passed, 1 failed, 1 skipped, 0 xfail, 0 xpass"),
+            table.contains("1 passed, 1 failed, 1 skipped, 0 xfail, 0 xpass, 0 not supported"),
             "{table}"
         );
     }

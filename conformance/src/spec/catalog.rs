@@ -6,6 +6,7 @@ use futures::future::BoxFuture;
 use openshell_fixtures::{Catalog, Fixture};
 
 use crate::check::CaseResult;
+use crate::features::Feature;
 use crate::harness::Harness;
 use crate::spec::requirements::Level;
 use crate::spec::Req;
@@ -43,6 +44,8 @@ pub struct Case {
     pub level: Level,
     /// The lanes it applies to.
     pub drivers: Vec<Driver>,
+    /// The features it needs (none for a core case).
+    pub features: Vec<Feature>,
     /// One line for `list`.
     pub summary: String,
     /// What it runs.
@@ -80,6 +83,19 @@ pub fn fixture_requirements(name: &str) -> &'static [Req] {
         "workload-probe" => &[Req::SEC_005],
         "no-session" => &[Req::READY_003],
         "rogue-session" => &[Req::READY_004],
+        "rogue-hygiene" => &[Req::HYG_001],
+        "rogue-credentials" => &[Req::SEC_001],
+        _ => &[],
+    }
+}
+
+/// The features a fixture's case needs: the rogue probes must be the image's entrypoint, the
+/// hanging hook needs the hook timeout. (The core fixtures `no-session` and `rogue-session` need
+/// the entrypoint too, but a core rule cannot be declared away.)
+pub fn fixture_features(name: &str) -> &'static [Feature] {
+    match name {
+        "rogue-hygiene" | "rogue-credentials" => &[Feature::ImageEntrypoint],
+        "boot-hang" => &[Feature::BootHookTimeout],
         _ => &[],
     }
 }
@@ -122,6 +138,7 @@ pub fn all(fixtures: &Catalog) -> Vec<Case> {
             level: level_of(&reqs),
             requirements: reqs,
             drivers: fixture_lanes(&fixture.name),
+            features: fixture_features(&fixture.name).to_vec(),
             summary: format!("{}: {}", fixture.name, fixture.description),
             body: Body::Fixture(Box::new(fixture.clone())),
         });
@@ -133,6 +150,7 @@ pub fn all(fixtures: &Catalog) -> Vec<Case> {
             level: level_of(&reqs),
             requirements: reqs,
             drivers: named.drivers.to_vec(),
+            features: named.features.to_vec(),
             summary: named.summary.to_string(),
             body: Body::Fn(named.body),
         });
@@ -218,6 +236,18 @@ mod tests {
         assert!(matches(stale, "nothing,stale"));
         assert!(matches(stale, "=fixture-stale-policy"));
         assert!(!matches(stale, "=fixture-stale"));
+    }
+
+    #[test]
+    fn no_core_case_needs_a_feature() {
+        for case in all(&Catalog::load_default().unwrap()) {
+            assert!(
+                case.level == Level::Extended || case.features.is_empty(),
+                "core case {} needs {:?}: a seed's rule cannot be declared away",
+                case.id,
+                case.features
+            );
+        }
     }
 
     #[test]
