@@ -9,6 +9,9 @@ pub fn upstream_names(contract_reason: ReadyReason) -> &'static [&'static str] {
         ReadyReason::SupervisorConnected => &["DependenciesReady"],
         ReadyReason::SupervisorDisconnected => &["DependenciesNotReady"],
         ReadyReason::ProcessExited => &["ContainerExited", "MainProcessExited"],
+        ReadyReason::ImageNotFound => &["ImagePullFailed"],
+        ReadyReason::BackendCreateFailed => &["ContainerCreateFailed"],
+        ReadyReason::BackendStartFailed => &["ContainerStartFailed"],
         _ => &[],
     }
 }

@@ -79,3 +79,22 @@ fn requirements_of_the_seeds_are_core_and_project_additions_extended_or_interfac
         );
     }
 }
+
+#[test]
+fn the_shipped_expectations_files_name_only_known_cases_and_features() {
+    let cases = catalog::all(&openshell_fixtures::Catalog::load_default().unwrap());
+    let known: Vec<String> = cases
+        .iter()
+        .map(|c| c.id.clone())
+        .chain(["leak-audit".to_string()])
+        .collect();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in [
+        "expectations/upstream-openshell-2f7fb65.toml",
+        "tests/foreign/expectations.toml",
+    ] {
+        let e = openshell_conformance::expectations::Expectations::load(&dir.join(file), &known)
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(e.features().is_some(), "{file} declares its features");
+    }
+}

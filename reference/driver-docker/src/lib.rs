@@ -30,7 +30,7 @@ use bollard::query_parameters::{
     StartContainerOptions,
 };
 use openshell_driver::{
-    ComputeDriver, DriverError, DriverEvent, EventSender, Result, SandboxRequest,
+    mutants, ComputeDriver, DriverError, DriverEvent, EventSender, Result, SandboxRequest,
 };
 use tokio::sync::Notify;
 
@@ -181,6 +181,23 @@ impl ComputeDriver for DockerDriver {
         }
         self.registry.mark_created(&sandbox_id);
         self.start(&sandbox_id, &name).await?;
+        if mutants::active("leak-created") {
+            // A stray never-started container under an id nobody knows, as a refused create of
+            // upstream's left behind: only an audit that looks by run (or by time) finds it.
+            let stray_id = format!("stray-{}", &sandbox_id[..8.min(sandbox_id.len())]);
+            let mut stray = spec::container_body(&request, &self.default_runtime);
+            stray.labels = Some(spec::container_labels(&request, &stray_id));
+            let options = CreateContainerOptions {
+                name: Some(container_name(&stray_id)),
+                ..Default::default()
+            };
+            let _ = self
+                .engine
+                .bounded("create container", engine::SLOW, |c| async move {
+                    c.create_container(Some(options), stray).await
+                })
+                .await;
+        }
         let follower_done = logs::follow(self.engine.clone(), name, tracking.sink);
         tokio::spawn(async move {
             let mut follower_done = follower_done;

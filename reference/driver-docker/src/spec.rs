@@ -2,7 +2,7 @@
 //! network, runtime, capabilities, and no restart policy.
 
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
-use openshell_driver::SandboxRequest;
+use openshell_driver::{mutants, SandboxRequest};
 
 /// Capabilities added to Docker's default set (which already has SETUID, SETGID and SETPCAP, listed
 /// again here so the requirement is explicit and survives a changed default):
@@ -22,13 +22,34 @@ pub const CAPABILITIES: &[&str] = &["SYS_ADMIN", "NET_ADMIN", "SETUID", "SETGID"
 /// The label that marks every container of this driver (used to filter the event stream).
 pub const SANDBOX_ID_LABEL: &str = openshell_proto::labels::SANDBOX_ID;
 
-/// The container's name for a sandbox.
-pub fn container_name(sandbox_id: &str) -> String {
-    format!("openshell-{sandbox_id}")
+/// Upstream's sandbox-id key, used by the `foreign-labels` mutant.
+pub const FOREIGN_SANDBOX_ID_LABEL: &str = "openshell.ai/sandbox-id";
+
+/// The key this driver's containers carry the sandbox id under: the contract's, or (mutant
+/// `foreign-labels`, a stand-in for upstream's driver in the suite's own tests) upstream's.
+pub fn sandbox_id_label() -> &'static str {
+    if mutants::active("foreign-labels") {
+        FOREIGN_SANDBOX_ID_LABEL
+    } else {
+        SANDBOX_ID_LABEL
+    }
 }
 
-/// The create body of a sandbox's container.
-pub fn container_body(request: &SandboxRequest, default_runtime: &str) -> ContainerCreateBody {
+/// The labels of a sandbox's container: the request's (`openshell.sandbox-id`,
+/// `openshell.run-id`), or, as upstream does (mutant `foreign-labels`), only its own keys.
+pub fn container_labels(
+    request: &SandboxRequest,
+    sandbox_id: &str,
+) -> std::collections::HashMap<String, String> {
+    if mutants::active("foreign-labels") {
+        return std::collections::HashMap::from([
+            (FOREIGN_SANDBOX_ID_LABEL.to_string(), sandbox_id.to_string()),
+            (
+                "openshell.ai/managed-by".to_string(),
+                "openshell".to_string(),
+            ),
+        ]);
+    }
     let mut labels: std::collections::HashMap<String, String> = request
         .labels
         .iter()
@@ -36,9 +57,25 @@ pub fn container_body(request: &SandboxRequest, default_runtime: &str) -> Contai
         .collect();
     labels
         .entry(SANDBOX_ID_LABEL.to_string())
-        .or_insert_with(|| request.sandbox_id.clone());
+        .or_insert_with(|| sandbox_id.to_string());
+    labels
+}
+
+/// The container's name for a sandbox.
+pub fn container_name(sandbox_id: &str) -> String {
+    format!("openshell-{sandbox_id}")
+}
+
+/// The create body of a sandbox's container.
+pub fn container_body(request: &SandboxRequest, default_runtime: &str) -> ContainerCreateBody {
+    let labels = container_labels(request, &request.sandbox_id);
+    // Mutant `foreign-entrypoint`: the driver runs its own supervisor, not the image's
+    // ENTRYPOINT (as upstream's Docker driver does).
+    let entrypoint = mutants::active("foreign-entrypoint")
+        .then(|| vec!["/usr/local/bin/openshell-supervisor".to_string()]);
     ContainerCreateBody {
         image: Some(request.image.clone()),
+        entrypoint,
         cmd: (!request.command.is_empty()).then(|| request.command.clone()),
         env: Some(
             request

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use tokio::sync::Notify;
 
 use crate::engine::{self, Engine, EngineError};
-use crate::spec::{container_name, SANDBOX_ID_LABEL};
+use crate::spec::{container_name, sandbox_id_label};
 use crate::tracker::{EngineEvent, Registry};
 
 /// How long the engine may be unreachable before tracked sandboxes are told.
@@ -71,7 +71,7 @@ async fn follow_events(engine: &Engine, registry: &Registry, since: &mut i128) -
     };
     let filters = HashMap::from([
         ("type".to_string(), vec!["container".to_string()]),
-        ("label".to_string(), vec![SANDBOX_ID_LABEL.to_string()]),
+        ("label".to_string(), vec![sandbox_id_label().to_string()]),
         (
             "event".to_string(),
             vec![
@@ -110,7 +110,7 @@ async fn follow_events(engine: &Engine, registry: &Registry, since: &mut i128) -
 /// The sandbox and engine event of one engine message, if it is one of ours.
 pub fn engine_event(message: &EventMessage) -> Option<(String, EngineEvent)> {
     let attributes = message.actor.as_ref()?.attributes.as_ref()?;
-    let sandbox_id = attributes.get(SANDBOX_ID_LABEL)?.clone();
+    let sandbox_id = attributes.get(sandbox_id_label())?.clone();
     let event = match message.action.as_deref()? {
         "start" => EngineEvent::Started,
         "die" => EngineEvent::Died {

@@ -145,9 +145,9 @@ pub mod mutants {
         None
     }
 
-    /// Whether mutant `name` is active.
+    /// Whether mutant `name` is active (`OPENSHELL_MUTANT` may list several, comma-separated).
     pub fn active(name: &str) -> bool {
-        selected().as_deref() == Some(name)
+        selected().is_some_and(|m| m.split(',').any(|n| n.trim() == name))
     }
 }
 

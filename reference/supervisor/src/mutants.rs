@@ -38,7 +38,7 @@ pub fn selected() -> Option<String> {
     None
 }
 
-/// Whether mutant `name` is active.
+/// Whether mutant `name` is active (`OPENSHELL_MUTANT` may list several, comma-separated).
 pub fn active(name: &str) -> bool {
-    selected().as_deref() == Some(name)
+    selected().is_some_and(|m| m.split(',').any(|n| n.trim() == name))
 }
