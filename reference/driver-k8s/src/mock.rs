@@ -261,6 +261,13 @@ impl MockApi {
                     return status(409, &format!("{kind} \"{name}\" already exists"));
                 }
                 object["metadata"]["uid"] = json!(format!("uid-{name}"));
+                state.version += 1;
+                object["metadata"]["resourceVersion"] = json!(state.version.to_string());
+                let store = if kind == "pods" {
+                    &mut state.pods
+                } else {
+                    &mut state.secrets
+                };
                 store.insert(name, object.clone());
                 drop(state);
                 if kind == "pods" {
@@ -321,6 +328,12 @@ impl MockApi {
                         return not_found();
                     };
                     object["metadata"]["deletionTimestamp"] = json!("2026-12-01T00:00:00Z");
+                    object["metadata"]["resourceVersion"] = json!(format!(
+                        "{}-terminating",
+                        object["metadata"]["resourceVersion"]
+                            .as_str()
+                            .unwrap_or("0")
+                    ));
                     let object = object.clone();
                     drop(state);
                     self.broadcast("MODIFIED", &object);
@@ -356,9 +369,18 @@ fn ok(value: Value) -> Response<MockBody> {
 }
 
 fn status(code: u16, message: &str) -> Response<MockBody> {
+    let reason = match code {
+        400 => "BadRequest",
+        403 => "Forbidden",
+        404 => "NotFound",
+        405 => "MethodNotAllowed",
+        409 => "AlreadyExists",
+        422 => "Invalid",
+        _ => "InternalError",
+    };
     let body = json!({
         "kind": "Status", "apiVersion": "v1", "status": "Failure",
-        "message": message, "reason": "Refused", "code": code,
+        "message": message, "reason": reason, "code": code,
     });
     respond_json(
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
