@@ -108,6 +108,11 @@ impl Gateway {
 
     /// Starts the reference gateway at `binary` for `driver`.
     pub async fn start(binary: &Path, driver: Driver) -> Result<Gateway> {
+        Gateway::start_with(binary, driver, &[]).await
+    }
+
+    /// Starts it with the lane's own flags added (`--kubeconfig …` for k3s).
+    pub async fn start_with(binary: &Path, driver: Driver, extra: &[String]) -> Result<Gateway> {
         if !binary.exists() {
             return Err(GatewayError::Missing(binary.to_path_buf()));
         }
@@ -138,6 +143,7 @@ impl Gateway {
         if driver == Driver::DockerRunsc {
             command.args(["--docker-runtime", "runsc"]);
         }
+        command.args(extra);
         let mut child = command.spawn().map_err(|source| GatewayError::Spawn {
             path: binary.to_path_buf(),
             source,

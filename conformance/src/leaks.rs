@@ -3,6 +3,7 @@
 //! The suite puts `openshell.run-id=<run>` on every sandbox it creates, and drivers copy it (and
 //! `openshell.sandbox-id`) to every backend resource. This module finds those resources itself:
 //! - Docker: containers (running or not) by label filter, through the engine API (bollard).
+//! - Kubernetes: Pods and Secrets of the lane's namespace by label selector ([`crate::k3s::audit`]).
 //! - process driver: processes whose `/proc/<pid>/root` lies in a sandbox root
 //!   (`…/roots/<sandbox-id>`), and, when the suite started the gateway and so knows its state
 //!   directory, the roots and `<id>.labels.json` files left under `<state-dir>/roots/`.
@@ -17,7 +18,7 @@ use openshell_proto::labels;
 /// A backend resource.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Resource {
-    /// `container`, `process` or `root`.
+    /// `container`, `process`, `root`, `pod` or `secret`.
     pub kind: String,
     /// Container name/id, `pid <n> (root <path>)`, or a path.
     pub name: String,
@@ -45,6 +46,8 @@ pub enum Backend {
     },
     /// A Docker engine.
     Docker(bollard::Docker),
+    /// A Kubernetes namespace (Pods and Secrets by label, through the API).
+    Kube(crate::k3s::audit::KubeAudit),
 }
 
 impl Backend {
@@ -57,6 +60,7 @@ impl Backend {
             Backend::Docker(docker) => {
                 docker_containers(docker, &format!("{}={id}", labels::SANDBOX_ID)).await
             }
+            Backend::Kube(kube) => kube.of_sandbox(id).await,
         }
     }
 
@@ -77,6 +81,7 @@ impl Backend {
             Backend::Docker(docker) => {
                 docker_containers(docker, &format!("{}={run_id}", labels::RUN_ID)).await
             }
+            Backend::Kube(kube) => kube.of_run(run_id).await,
         }
     }
 }

@@ -34,9 +34,12 @@ const AUDIT_LIMIT: Duration = Duration::from_secs(30);
 /// Errors that keep a run from starting (exit code 2).
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// `vm`, `k3s`.
+    /// `vm`.
     #[error("driver {0} is not available in this build")]
     NotAvailable(Driver),
+    /// The k3s lane's cluster could not be booted or reached.
+    #[error("k3s lane: {0}")]
+    Kube(String),
     /// A required lane's prerequisites are missing.
     #[error("required lane {driver} cannot run: {reason}")]
     LaneMissing { driver: Driver, reason: String },
@@ -89,6 +92,8 @@ pub struct RunConfig {
     pub case_timeout: Option<Duration>,
     /// Print a line per case.
     pub verbose: bool,
+    /// The `k3s` lane's cluster: `--kubeconfig`, `--namespace`, `--host-network`.
+    pub kube: crate::k3s::KubeOptions,
 }
 
 impl RunConfig {
@@ -105,15 +110,28 @@ impl RunConfig {
             parallel: 4,
             case_timeout: None,
             verbose: false,
+            kube: crate::k3s::KubeOptions::from_env(),
         }
     }
 }
 
-/// Whether this machine can run `driver`'s cases; `Err` names what is missing.
+/// Whether this machine can run `driver`'s cases; `Err` names what is missing. The k3s lane's
+/// cluster comes from `KUBECONFIG` or a local k3s image (see [`prerequisites_with`]).
 pub async fn prerequisites(
     driver: Driver,
     external_gateway: bool,
     gateway_bin: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let kube = crate::k3s::KubeOptions::from_env();
+    prerequisites_with(driver, external_gateway, gateway_bin, &kube).await
+}
+
+/// [`prerequisites`] with the k3s lane's cluster options of the run.
+pub async fn prerequisites_with(
+    driver: Driver,
+    external_gateway: bool,
+    gateway_bin: Option<&std::path::Path>,
+    kube: &crate::k3s::KubeOptions,
 ) -> Result<(), String> {
     if !driver.available() {
         return Err(format!("driver {driver} is not available in this build"));
@@ -158,7 +176,8 @@ pub async fn prerequisites(
             }
             Ok(())
         }
-        Driver::Vm | Driver::K3s => Err(format!("driver {driver} is not available in this build")),
+        Driver::K3s => crate::k3s::check(kube, external_gateway).await.map(drop),
+        Driver::Vm => Err(format!("driver {driver} is not available in this build")),
     }
 }
 
@@ -198,11 +217,19 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     let run_id = format!("osc-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let external = config.gateway_url.is_some();
     let mut report = RunReport::new(driver, &run_id);
-    if let Err(reason) = prerequisites(driver, external, config.gateway_bin.as_deref()).await {
+    let gateway_bin = config.gateway_bin.as_deref();
+    if let Err(reason) = prerequisites_with(driver, external, gateway_bin, &config.kube).await {
         if config.require_lanes.contains(&driver) {
             return Err(RunError::LaneMissing { driver, reason });
         }
         report.gateway = "(not started)".into();
+        if config.verbose {
+            let line = format!("SKIPPED lane {driver}: {reason}\n");
+            let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        }
+        report
+            .notes
+            .push(format!("lane {driver} skipped: {reason}"));
         for case in &cases {
             report
                 .cases
@@ -213,22 +240,32 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     }
 
     let bin = gateway::locate_binary(config.gateway_bin.as_deref());
-    let mut gw = match &config.gateway_url {
-        Some(url) => Gateway::external(url),
-        None => Gateway::start(&bin, driver).await?,
-    };
-    report.gateway = gw.description.clone();
-    let client = gw.connect().await?;
     let inputs_base = if external {
         gateway::sibling("openshell-gateway")
     } else {
         bin.clone()
     };
     let mut images = Images::compute(&fixtures, &images::default_inputs(&inputs_base))?;
+    // The k3s lane's cluster first: the gateway's driver needs its kubeconfig.
+    let lane = match driver {
+        Driver::K3s => Some(k3s_lane(config, external, &fixtures, &inputs_base, &images).await?),
+        _ => None,
+    };
+    let lane_args = lane.as_ref().map(|l| l.gateway_args()).unwrap_or_default();
+    let mut gw = match &config.gateway_url {
+        Some(url) => Gateway::external(url),
+        None => Gateway::start_with(&bin, driver, &lane_args).await?,
+    };
+    report.gateway = gw.description.clone();
+    if let Some(lane) = &lane {
+        report.notes.push(format!("cluster: {}", lane.description));
+    }
+    let client = gw.connect().await?;
     let backend = match driver {
         Driver::Process => Some(Backend::Process {
             state_dir: gw.state_dir.clone(),
         }),
+        Driver::K3s => lane.as_ref().map(|l| Backend::Kube(l.audit())),
         _ => openshell_fixtures::docker::connect(None)
             .ok()
             .map(Backend::Docker),
@@ -293,8 +330,28 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     gw.stop().await;
+    if let Some(lane) = lane {
+        lane.finish().await;
+    }
     finish(config, &mut report, &expectations)?;
     Ok(report)
+}
+
+/// Boots or attaches the k3s lane's cluster (see [`crate::k3s`]).
+async fn k3s_lane(
+    config: &RunConfig,
+    external: bool,
+    fixtures: &Catalog,
+    inputs_base: &std::path::Path,
+    images: &Images,
+) -> Result<crate::k3s::Lane, RunError> {
+    let source = crate::k3s::check(&config.kube, external)
+        .await
+        .map_err(RunError::Kube)?;
+    let inputs = images::default_inputs(inputs_base);
+    crate::k3s::Lane::prepare(source, &config.kube, fixtures, &inputs, images)
+        .await
+        .map_err(RunError::Kube)
 }
 
 fn finish(
