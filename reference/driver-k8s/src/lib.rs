@@ -308,11 +308,17 @@ impl ComputeDriver for K8sDriver {
         let found = bounded(&format!("get pod {name}"), QUICK, self.pods.get_opt(&name))
             .await
             .map_err(|e| e.into_driver_error())?;
-        if found.is_some() && !self.registry.contains(sandbox_id) {
-            // Asked about it: follow its statuses from now on (e.g. after a gateway restart).
+        let Some(pod) = found else {
+            return Ok(false);
+        };
+        if !self.registry.contains(sandbox_id) {
+            // Asked about it: follow its statuses from now on (e.g. after a gateway restart),
+            // starting with the one it has now (it may have ended while nobody watched).
             self.registry.track(sandbox_id);
             self.registry.mark_created(sandbox_id);
+            self.registry
+                .dispatch(sandbox_id, tracker::PodEvent::Seen(status::observe(&pod)));
         }
-        Ok(found.is_some())
+        Ok(true)
     }
 }

@@ -62,6 +62,7 @@ struct State {
 pub struct MockApi {
     state: Arc<Mutex<State>>,
     changed: watch::Sender<u64>,
+    client: kube::Client,
 }
 
 impl MockApi {
@@ -71,6 +72,7 @@ impl MockApi {
         let api = MockApi {
             state: Arc::default(),
             changed: watch::channel(0).0,
+            client: kube::Client::new(service, "default"),
         };
         let server = api.clone();
         tokio::spawn(async move {
@@ -80,7 +82,12 @@ impl MockApi {
                 respond.send_response(response);
             }
         });
-        (kube::Client::new(service, "default"), api)
+        (api.client(), api)
+    }
+
+    /// Another client of the same double (a restarted gateway's).
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

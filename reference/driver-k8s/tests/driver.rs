@@ -335,8 +335,22 @@ async fn delete_forces_a_pod_that_will_not_terminate_within_the_cleanup_bound() 
 }
 
 #[tokio::test]
-async fn exists_asks_the_api_for_the_pod() {
+async fn exists_asks_the_api_and_follows_a_pod_found_after_a_restart() {
     let (driver, api, _rx) = created().await;
     assert!(driver.exists(ID).await.unwrap());
     assert!(!driver.exists("another").await.unwrap());
+    // A new driver (the gateway restarted) over the same API, the Pod ended meanwhile.
+    api.set_pod_status(
+        &pod_name(ID),
+        container(json!({"terminated": {"exitCode": 3, "reason": "Error"}})),
+    );
+    drop(driver);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let client = api.client();
+    let restarted = K8sDriver::new(client, K8sConfig::default(), tx).unwrap();
+    assert!(restarted.exists(ID).await.unwrap());
+    assert!(matches!(
+        next_state(&mut rx).await,
+        DriverEvent::Exited { exit_code: 3, .. }
+    ));
 }

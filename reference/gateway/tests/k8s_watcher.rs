@@ -30,8 +30,8 @@ fn container(state: serde_json::Value) -> serde_json::Value {
 }
 
 #[tokio::test]
-async fn late_pod_statuses_after_supervisor_error_change_nothing_and_cleanup_removes_pod_and_secret()
-{
+async fn late_pod_statuses_after_supervisor_error_change_nothing_and_cleanup_removes_pod_and_secret(
+) {
     let (client, api) = MockApi::start();
     // The driver's events pass through the test, which holds them back to make them late.
     let (driver_tx, mut driver_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -66,7 +66,12 @@ async fn late_pod_statuses_after_supervisor_error_change_nothing_and_cleanup_rem
     );
     let mut held = Vec::new();
     while !matches!(held.last(), Some(DriverEvent::Exited { .. })) {
-        held.push(tokio::time::timeout(LIMIT, driver_rx.recv()).await.unwrap().unwrap());
+        held.push(
+            tokio::time::timeout(LIMIT, driver_rx.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
     }
     assert!(matches!(held[0], DriverEvent::Running { .. }), "{held:?}");
 
@@ -95,9 +100,16 @@ async fn late_pod_statuses_after_supervisor_error_change_nothing_and_cleanup_rem
             _ => {}
         }
     }
-    assert_eq!(core.history(&id).unwrap(), at_error, "nothing after the Error");
+    assert_eq!(
+        core.history(&id).unwrap(),
+        at_error,
+        "nothing after the Error"
+    );
     let (status, reason, shown) = ready(&core.get(&id).unwrap());
-    assert_eq!((status.as_str(), reason.as_str()), ("False", "SupervisorError"));
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "SupervisorError")
+    );
     assert!(shown.contains("unknown field `inference`"), "{shown}");
 
     // The cleanup the Error started removes everything labelled with the sandbox.
