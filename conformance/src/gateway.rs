@@ -107,12 +107,18 @@ impl Gateway {
     }
 
     /// Starts the reference gateway at `binary` for `driver`.
-    pub async fn start(binary: &Path, driver: Driver) -> Result<Gateway> {
-        Gateway::start_with(binary, driver, &[]).await
+    /// `env` is added to the gateway's environment (a mutants build reads `OPENSHELL_MUTANT`).
+    pub async fn start(binary: &Path, driver: Driver, env: &[(String, String)]) -> Result<Gateway> {
+        Gateway::start_with(binary, driver, env, &[]).await
     }
 
-    /// Starts it with the lane's own flags added (`--kubeconfig …` for k3s).
-    pub async fn start_with(binary: &Path, driver: Driver, extra: &[String]) -> Result<Gateway> {
+    /// [`Gateway::start`] with the lane's own flags added (`--kubeconfig …` for k3s).
+    pub async fn start_with(
+        binary: &Path,
+        driver: Driver,
+        env: &[(String, String)],
+        extra: &[String],
+    ) -> Result<Gateway> {
         if !binary.exists() {
             return Err(GatewayError::Missing(binary.to_path_buf()));
         }
@@ -139,6 +145,7 @@ impl Gateway {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .kill_on_drop(true);
         if driver == Driver::DockerRunsc {
             command.args(["--docker-runtime", "runsc"]);

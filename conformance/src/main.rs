@@ -128,7 +128,12 @@ fn list(driver: Option<Driver>, with_requirements: bool) -> anyhow::Result<()> {
         .filter(|c| driver.is_none_or(|d| c.applies_to(d)))
     {
         let drivers: Vec<&str> = c.drivers.iter().map(|d| d.name()).collect();
-        let reqs = c.requirements.join(",");
+        let reqs = c
+            .requirements
+            .iter()
+            .map(|r| r.id())
+            .collect::<Vec<_>>()
+            .join(",");
         writeln!(
             out,
             "{:<width$}  {:<8}  {reqs:<40}  {}",
@@ -272,6 +277,7 @@ async fn main() -> ExitCode {
                     namespace,
                     host_network,
                 },
+                gateway_env: Vec::new(),
             };
             match runner::run(&config).await {
                 Ok(report) => {

@@ -24,7 +24,7 @@ use crate::harness::Harness;
 use crate::images::{self, Images};
 use crate::leaks::{Backend, Resource};
 use crate::progress::Progress;
-use crate::spec::{Body, Case};
+use crate::spec::{Body, Case, Req};
 
 pub use crate::report::{CaseReport, Counts, Outcome, RunReport};
 
@@ -94,6 +94,8 @@ pub struct RunConfig {
     pub verbose: bool,
     /// The `k3s` lane's cluster: `--kubeconfig`, `--namespace`, `--host-network`.
     pub kube: crate::k3s::KubeOptions,
+    /// Extra environment for a reference gateway the run starts (e.g. `OPENSHELL_MUTANT`).
+    pub gateway_env: Vec<(String, String)>,
 }
 
 impl RunConfig {
@@ -111,6 +113,7 @@ impl RunConfig {
             case_timeout: None,
             verbose: false,
             kube: crate::k3s::KubeOptions::from_env(),
+            gateway_env: Vec::new(),
         }
     }
 }
@@ -254,7 +257,7 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     let lane_args = lane.as_ref().map(|l| l.gateway_args()).unwrap_or_default();
     let mut gw = match &config.gateway_url {
         Some(url) => Gateway::external(url),
-        None => Gateway::start_with(&bin, driver, &lane_args).await?,
+        None => Gateway::start_with(&bin, driver, &config.gateway_env, &lane_args).await?,
     };
     report.gateway = gw.description.clone();
     if let Some(lane) = &lane {
@@ -280,6 +283,7 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         }
     }
     let images = Arc::new(images);
+    let fixtures = Arc::new(fixtures);
     let timeout = config.case_timeout.unwrap_or_else(|| driver.case_timeout());
     let total = cases.len();
     let started = Instant::now();
@@ -293,6 +297,7 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
             images.clone(),
             timeout,
             backend.clone(),
+            fixtures.clone(),
         );
         let skip = expectations
             .get(&case.id)
@@ -318,8 +323,8 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     report.cases.sort_by(|a, b| a.id.cmp(&b.id));
     if let Some(backend) = &backend {
         let audit = audit_run(&client, backend, &run_id).await;
-        report.leaks = audit.clone();
-        if !audit.is_empty() || config.filter.is_none() {
+        report.leaks = audit.clone().unwrap_or_default();
+        if !matches!(&audit, Ok(left) if left.is_empty()) || config.filter.is_none() {
             let case = CaseReport::leak_audit(driver, &audit);
             if config.verbose {
                 let text = crate::progress::line(total + 1, total + 1, &case);
@@ -380,11 +385,11 @@ pub async fn run_case(case: Case, harness: Harness, timeout: Duration) -> CaseRe
         Body::Fixture(fixture) => Box::pin(crate::cases::fixture::run(harness.clone(), *fixture)),
         Body::Fn(f) => f(harness.clone()),
     };
-    let primary = case.requirements.first().cloned().unwrap_or_default();
+    let primary = case.requirements.first().copied().unwrap_or(Req::API_009);
     let mut result = match tokio::time::timeout(timeout, body).await {
         Ok(r) => r,
         Err(_) => Err(crate::check::fail(
-            &primary,
+            primary,
             format!("the case to finish within its {timeout:?} deadline"),
             "the deadline passed; the status history below is what the watch stream showed",
         )),
@@ -402,24 +407,39 @@ pub async fn run_case(case: Case, harness: Harness, timeout: Duration) -> CaseRe
     }
     if let Some(backend) = harness.backend() {
         let mut left: Vec<Resource> = Vec::new();
+        let mut blind = None;
         let end = Instant::now() + AUDIT_LIMIT;
         let mut tick = tokio::time::interval(Duration::from_millis(200));
-        loop {
+        'audit: loop {
             tick.tick().await;
             left.clear();
             for c in created.iter().filter(|c| !c.id.is_empty()) {
-                left.extend(backend.of_sandbox(&c.id).await.unwrap_or_default());
+                match backend.of_sandbox(&c.id).await {
+                    Ok(found) => left.extend(found),
+                    Err(e) => {
+                        blind = Some(e);
+                        break 'audit;
+                    }
+                }
             }
             if left.is_empty() || Instant::now() >= end {
                 break;
             }
         }
-        if !left.is_empty() && result.is_ok() {
-            result = Err(crate::check::fail(
-                "OSC-CLEAN-002",
-                format!("no backend resource of the case's sandboxes within {AUDIT_LIMIT:?} of their deletion"),
-                left.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
-            ));
+        if result.is_ok() {
+            if let Some(why) = blind {
+                result = Err(crate::check::fail(
+                    Req::CLEAN_002,
+                    "the backend resources of the case's sandboxes to be listable after their deletion",
+                    format!("the audit could not look: {why}"),
+                ));
+            } else if !left.is_empty() {
+                result = Err(crate::check::fail(
+                    Req::CLEAN_002,
+                    format!("no backend resource of the case's sandboxes within {AUDIT_LIMIT:?} of their deletion"),
+                    left.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+                ));
+            }
         }
     }
     let mut report = CaseReport::from_case(&case, harness.driver(), started.elapsed());
@@ -427,6 +447,7 @@ pub async fn run_case(case: Case, harness: Harness, timeout: Duration) -> CaseRe
         .iter()
         .map(|c| format!("{} ({})", c.name, c.id))
         .collect();
+    report.latencies_ms = harness.latencies();
     match result {
         Ok(()) => report.result = Outcome::Passed,
         Err(CaseError::Skipped(why)) => {
@@ -441,7 +462,12 @@ pub async fn run_case(case: Case, harness: Harness, timeout: Duration) -> CaseRe
                 tail
             };
             report.result = Outcome::Failed;
-            report.requirement = failure.requirement.clone();
+            report.requirement = failure.requirement.id().to_string();
+            report.failed_requirements = failure
+                .requirements()
+                .iter()
+                .map(|r| r.id().to_string())
+                .collect();
             report.message = failure.to_string();
             report.failure = Some(*failure);
         }
@@ -479,23 +505,29 @@ async fn log_tail(harness: &Harness, created: &[crate::harness::Created]) -> Vec
 }
 
 /// Deletes whatever is still listed with the run label, then waits (bounded) for the backend to
-/// hold nothing labelled with the run; returns what is left.
+/// hold nothing labelled with the run; returns what is left, or why the audit could not look
+/// (the gateway's list or the backend's listing failed): a blind audit is never a clean one.
 async fn audit_run(
     client: &openshell_proto::v1::open_shell_client::OpenShellClient<tonic::transport::Channel>,
     backend: &Backend,
     run_id: &str,
-) -> Vec<Resource> {
+) -> Result<Vec<Resource>, String> {
     use openshell_proto::v1::{DeleteSandboxRequest, ListSandboxesRequest};
     let mut client = client.clone();
     let selector = format!("{}={run_id}", openshell_proto::labels::RUN_ID);
     let listed = client
         .list_sandboxes(ListSandboxesRequest {
-            label_selector: selector,
+            label_selector: selector.clone(),
             ..Default::default()
         })
         .await
         .map(|r| r.into_inner().sandboxes)
-        .unwrap_or_default();
+        .map_err(|s| {
+            format!(
+                "ListSandboxes {selector:?} failed ({}), so the run's sandboxes are unknown",
+                crate::harness::status_text(&s)
+            )
+        })?;
     let ids: Vec<String> = listed
         .iter()
         .filter_map(|s| s.metadata.as_ref().map(|m| m.id.clone()))
@@ -517,21 +549,31 @@ async fn audit_run(
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tick.tick().await;
-        let left = backend.of_run(run_id, &ids).await.unwrap_or_default();
+        let left = backend.of_run(run_id, &ids).await?;
         if left.is_empty() || Instant::now() >= end {
-            return left;
+            return Ok(left);
         }
     }
 }
 
 impl RunReport {
-    /// The requirement ids of failed (and unexpectedly passed) cases.
+    /// The requirement ids of failed cases (every requirement each failure breaks) and of
+    /// unexpectedly passed ones.
     pub fn failed_requirements(&self) -> BTreeSet<String> {
-        self.cases
-            .iter()
-            .filter(|c| matches!(c.result, Outcome::Failed | Outcome::Xpass))
-            .map(|c| c.requirement.clone())
-            .collect()
+        let mut out = BTreeSet::new();
+        for c in &self.cases {
+            match c.result {
+                Outcome::Failed => {
+                    out.insert(c.requirement.clone());
+                    out.extend(c.failed_requirements.iter().cloned());
+                }
+                Outcome::Xpass => {
+                    out.insert(c.requirement.clone());
+                }
+                _ => {}
+            }
+        }
+        out
     }
 
     /// 0: everything passed or was expected; 1: a failure or an unexpected pass; 2: no case ran.

@@ -7,7 +7,8 @@ use openshell_fixtures::{Catalog, Fixture};
 
 use crate::check::CaseResult;
 use crate::harness::Harness;
-use crate::spec::requirements::{self, Level};
+use crate::spec::requirements::Level;
+use crate::spec::Req;
 use crate::Driver;
 
 /// A named case's body.
@@ -37,7 +38,7 @@ pub struct Case {
     /// Stable id, e.g. `fixture-stale-policy` or `error-never-overwritten`.
     pub id: String,
     /// The requirements it covers; the first is the one a failure names unless the body says.
-    pub requirements: Vec<String>,
+    pub requirements: Vec<Req>,
     /// `extended` if any requirement is, else `core`.
     pub level: Level,
     /// The lanes it applies to.
@@ -64,19 +65,21 @@ const FIXTURE_LANES: &[Driver] = &[
     Driver::K3s,
 ];
 
-/// The requirements a fixture's outcome shows, beside `OSC-API-009` (every fixture's).
-pub fn fixture_requirements(name: &str) -> &'static [&'static str] {
+/// The requirements a fixture's outcome shows, beside `OSC-API-009` (every fixture's). A fixture
+/// case that fails names all of them (and OSC-API-009): the outcome is one observation of each.
+pub fn fixture_requirements(name: &str) -> &'static [Req] {
     match name {
-        "good" => &["OSC-READY-001", "OSC-BOOT-005"],
-        "stale-policy" | "malformed-policy" => &["OSC-ERR-001"],
-        "missing-user" => &["OSC-ERR-002"],
-        "boot-ok" => &["OSC-BOOT-001"],
-        "boot-fail" => &["OSC-BOOT-002"],
-        "boot-noexec" => &["OSC-BOOT-003"],
-        "boot-hang" => &["OSC-BOOT-004"],
-        "main-exits" => &["OSC-READY-002"],
-        "workload-probe" => &["OSC-SEC-005"],
-        "no-session" => &["OSC-READY-003"],
+        "good" => &[Req::READY_001, Req::BOOT_005],
+        "stale-policy" | "malformed-policy" => &[Req::ERR_001],
+        "missing-user" => &[Req::ERR_002],
+        "boot-ok" => &[Req::BOOT_001],
+        "boot-fail" => &[Req::BOOT_002],
+        "boot-noexec" => &[Req::BOOT_003],
+        "boot-hang" => &[Req::BOOT_004],
+        "main-exits" => &[Req::READY_002],
+        "workload-probe" => &[Req::SEC_005],
+        "no-session" => &[Req::READY_003],
+        "rogue-session" => &[Req::READY_004],
         _ => &[],
     }
 }
@@ -104,24 +107,16 @@ pub fn fixture_env(driver: Driver) -> Vec<(String, String)> {
     }
 }
 
-fn level_of(ids: &[String]) -> Level {
-    let known = requirements::all();
-    ids.iter()
-        .filter_map(|id| known.iter().find(|r| &r.id == id))
-        .map(|r| r.level)
-        .max()
-        .unwrap_or(Level::Core)
+fn level_of(ids: &[Req]) -> Level {
+    ids.iter().map(|r| r.level()).max().unwrap_or(Level::Core)
 }
 
 /// Every case: one per fixture of `fixtures`, then the named cases.
 pub fn all(fixtures: &Catalog) -> Vec<Case> {
     let mut cases = Vec::new();
     for fixture in fixtures.fixtures() {
-        let mut reqs: Vec<String> = fixture_requirements(&fixture.name)
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        reqs.push("OSC-API-009".to_string());
+        let mut reqs: Vec<Req> = fixture_requirements(&fixture.name).to_vec();
+        reqs.push(Req::API_009);
         cases.push(Case {
             id: format!("fixture-{}", fixture.name),
             level: level_of(&reqs),
@@ -132,7 +127,7 @@ pub fn all(fixtures: &Catalog) -> Vec<Case> {
         });
     }
     for named in crate::cases::named() {
-        let reqs: Vec<String> = named.requirements.iter().map(|s| s.to_string()).collect();
+        let reqs: Vec<Req> = named.requirements.to_vec();
         cases.push(Case {
             id: named.id.to_string(),
             level: level_of(&reqs),
@@ -159,7 +154,7 @@ pub fn matches(case: &Case, pattern: &str) -> bool {
             if let Some(level) = p.strip_prefix("level:") {
                 return case.level.name() == level;
             }
-            if case.requirements.iter().any(|r| r == p) {
+            if case.requirements.iter().any(|r| r.id() == p) {
                 return true;
             }
             glob(p, &case.id)
@@ -203,7 +198,7 @@ mod tests {
                 .iter()
                 .find(|c| c.id == format!("fixture-{}", fixture.name))
                 .unwrap();
-            assert!(case.requirements.contains(&"OSC-API-009".to_string()));
+            assert!(case.requirements.contains(&Req::API_009));
         }
     }
 
