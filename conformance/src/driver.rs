@@ -31,7 +31,7 @@ pub enum Driver {
     DockerRunsc,
     /// A VM driver (not in this build).
     Vm,
-    /// A Kubernetes (k3s) driver (not in this build).
+    /// The Kubernetes driver on a booted k3s, or on the cluster of `--kubeconfig`.
     K3s,
 }
 
@@ -45,7 +45,12 @@ impl Driver {
         Driver::K3s,
     ];
     /// The lanes this build can run.
-    pub const AVAILABLE: [Driver; 3] = [Driver::Process, Driver::Docker, Driver::DockerRunsc];
+    pub const AVAILABLE: [Driver; 4] = [
+        Driver::Process,
+        Driver::Docker,
+        Driver::DockerRunsc,
+        Driver::K3s,
+    ];
 
     /// The lane's name.
     pub fn name(self) -> &'static str {
@@ -69,7 +74,7 @@ impl Driver {
             Driver::Process => "process",
             Driver::Docker | Driver::DockerRunsc => "docker",
             Driver::Vm => "vm",
-            Driver::K3s => "k3s",
+            Driver::K3s => "k8s",
         }
     }
 
@@ -163,8 +168,9 @@ mod tests {
     }
 
     #[test]
-    fn only_process_and_docker_lanes_are_available() {
+    fn only_process_docker_and_k3s_lanes_are_available() {
         assert!(Driver::Process.available() && Driver::DockerRunsc.available());
-        assert!(!Driver::Vm.available() && !Driver::K3s.available());
+        assert!(Driver::K3s.available() && Driver::K3s.gateway_driver() == "k8s");
+        assert!(!Driver::Vm.available());
     }
 }

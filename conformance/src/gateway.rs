@@ -108,12 +108,16 @@ impl Gateway {
 
     /// Starts the reference gateway at `binary` for `driver`.
     /// `env` is added to the gateway's environment (a mutants build reads `OPENSHELL_MUTANT`).
-    /// `args` are added to its command line (e.g. `--supervisor PATH`).
-    pub async fn start(
+    pub async fn start(binary: &Path, driver: Driver, env: &[(String, String)]) -> Result<Gateway> {
+        Gateway::start_with(binary, driver, env, &[]).await
+    }
+
+    /// [`Gateway::start`] with the lane's own flags added (`--kubeconfig …` for k3s).
+    pub async fn start_with(
         binary: &Path,
         driver: Driver,
         env: &[(String, String)],
-        args: &[std::ffi::OsString],
+        extra: &[String],
     ) -> Result<Gateway> {
         if !binary.exists() {
             return Err(GatewayError::Missing(binary.to_path_buf()));
@@ -138,7 +142,7 @@ impl Gateway {
             ])
             .arg("--state-dir")
             .arg(&state_dir)
-            .args(args)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -147,6 +151,7 @@ impl Gateway {
         if driver == Driver::DockerRunsc {
             command.args(["--docker-runtime", "runsc"]);
         }
+        command.args(extra);
         let mut child = command.spawn().map_err(|source| GatewayError::Spawn {
             path: binary.to_path_buf(),
             source,

@@ -3,6 +3,7 @@
 //! The suite puts `openshell.run-id=<run>` on every sandbox it creates, and drivers copy it (and
 //! `openshell.sandbox-id`) to every backend resource. This module finds those resources itself:
 //! - Docker: containers (running or not) by label filter, through the engine API (bollard).
+//! - Kubernetes: Pods and Secrets of the lane's namespace by label selector ([`crate::k3s::audit`]).
 //! - process driver: processes whose `/proc/<pid>/root` lies in a sandbox root
 //!   (`…/roots/<sandbox-id>`), and, when the suite started the gateway and so knows its state
 //!   directory, the roots and `<id>.labels.json` files left under `<state-dir>/roots/`.
@@ -17,7 +18,7 @@ use openshell_proto::labels;
 /// A backend resource.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Resource {
-    /// `container`, `process` or `root`.
+    /// `container`, `process`, `root`, `pod` or `secret`.
     pub kind: String,
     /// Container name/id, `pid <n> (root <path>)`, or a path.
     pub name: String,
@@ -86,6 +87,8 @@ pub enum Backend {
         /// whose sandbox id the suite never learned, is still found.
         run_started: i64,
     },
+    /// A Kubernetes namespace (Pods and Secrets by label, through the API).
+    Kube(crate::k3s::audit::KubeAudit),
 }
 
 impl Backend {
@@ -98,6 +101,7 @@ impl Backend {
             Backend::Docker { docker, keys, .. } => {
                 docker_containers(docker, &format!("{}={id}", keys.sandbox)).await
             }
+            Backend::Kube(kube) => kube.of_sandbox(id).await,
         }
     }
 
@@ -106,6 +110,10 @@ impl Backend {
         match self {
             Backend::Process { .. } => format!("processes and roots of sandbox {id}"),
             Backend::Docker { keys, .. } => keys.describe(id),
+            Backend::Kube(_) => format!(
+                "Pods or Secrets labelled {}={id}",
+                openshell_proto::labels::SANDBOX_ID
+            ),
         }
     }
 
@@ -147,6 +155,7 @@ impl Backend {
                 }
                 Ok(found)
             }
+            Backend::Kube(kube) => kube.of_run(run_id).await,
         }
     }
 }

@@ -12,6 +12,7 @@
 //!   prerequisites.
 //! - [`gateway`]: start the reference gateway process, or connect to an endpoint.
 //! - [`images`]: the fixture image references a run uses.
+//! - [`k3s`]: the `k3s` lane's cluster (booted k3s or `--kubeconfig`) and its leak audit.
 //! - [`harness`]: what a case body gets (client, unique names, run id, images, watch helpers).
 //! - [`observe`]: watch-stream observation with deadlines, the status history.
 //! - [`check`]: assertions that return a [`check::Failure`] instead of panicking.
@@ -32,6 +33,7 @@ pub mod features;
 pub mod gateway;
 pub mod harness;
 pub mod images;
+pub mod k3s;
 pub mod leaks;
 pub mod observe;
 pub mod progress;

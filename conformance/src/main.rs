@@ -27,6 +27,7 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 enum Command {
     /// Every case id with its requirements, level and applicable drivers.
     List {
@@ -42,7 +43,7 @@ enum Command {
     },
     /// Run the cases of one lane against a gateway.
     Run {
-        /// process, docker, docker-runsc, vm or k3s.
+        /// process, docker, docker-runsc, vm or k3s (a booted k3s, or --kubeconfig).
         #[arg(long, default_value = "process")]
         driver: Driver,
         /// Test this endpoint (http://127.0.0.1:PORT) instead of starting the reference gateway.
@@ -84,6 +85,27 @@ enum Command {
         /// label; the audit then goes by sandbox ids and creation time).
         #[arg(long, default_value = openshell_proto::labels::RUN_ID)]
         run_label: String,
+        /// k3s lane: run against the existing cluster of this kubeconfig instead of booting k3s.
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+        /// k3s lane: the namespace of the sandboxes' Pods and Secrets (default `default`).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// k3s lane with --kubeconfig: Pods on their node's network (nodes on this machine).
+        #[arg(long)]
+        host_network: bool,
+    },
+    /// (Internal) remove a k3s cluster of the k3s lane once its owner process has ended.
+    #[command(hide = true)]
+    K3sReap {
+        #[arg(long)]
+        container: String,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        owner: u32,
+        #[arg(long)]
+        owner_start: u64,
     },
     /// List the fixture image references; with --build, build the missing ones in the local Docker engine.
     Images {
@@ -240,6 +262,20 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::K3sReap {
+            container,
+            dir,
+            owner,
+            owner_start,
+        } => match openshell_conformance::k3s::cluster::reap(&container, &dir, owner, owner_start)
+            .await
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Run {
             driver,
             gateway,
@@ -254,6 +290,9 @@ async fn main() -> ExitCode {
             supervisor,
             sandbox_label,
             run_label,
+            kubeconfig,
+            namespace,
+            host_network,
         } => {
             let features = match features
                 .as_deref()
@@ -288,6 +327,11 @@ async fn main() -> ExitCode {
                 parallel,
                 case_timeout: case_timeout.map(Duration::from_secs),
                 verbose: true,
+                kube: openshell_conformance::k3s::KubeOptions {
+                    kubeconfig: kubeconfig.filter(|p| !p.as_os_str().is_empty()),
+                    namespace,
+                    host_network,
+                },
                 gateway_env: Vec::new(),
                 features,
                 supervisor,

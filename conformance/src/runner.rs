@@ -35,9 +35,12 @@ const AUDIT_LIMIT: Duration = Duration::from_secs(30);
 /// Errors that keep a run from starting (exit code 2).
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// `vm`, `k3s`.
+    /// `vm`.
     #[error("driver {0} is not available in this build")]
     NotAvailable(Driver),
+    /// The k3s lane's cluster could not be booted or reached.
+    #[error("k3s lane: {0}")]
+    Kube(String),
     /// A required lane's prerequisites are missing.
     #[error("required lane {driver} cannot run: {reason}")]
     LaneMissing { driver: Driver, reason: String },
@@ -90,6 +93,8 @@ pub struct RunConfig {
     pub case_timeout: Option<Duration>,
     /// Print a line per case.
     pub verbose: bool,
+    /// The `k3s` lane's cluster: `--kubeconfig`, `--namespace`, `--host-network`.
+    pub kube: crate::k3s::KubeOptions,
     /// Extra environment for a reference gateway the run starts (e.g. `OPENSHELL_MUTANT`).
     pub gateway_env: Vec<(String, String)>,
     /// The features the implementation declares (`--features`); `None`: the expectations
@@ -116,6 +121,7 @@ impl RunConfig {
             parallel: 4,
             case_timeout: None,
             verbose: false,
+            kube: crate::k3s::KubeOptions::from_env(),
             gateway_env: Vec::new(),
             features: None,
             supervisor: None,
@@ -124,11 +130,23 @@ impl RunConfig {
     }
 }
 
-/// Whether this machine can run `driver`'s cases; `Err` names what is missing.
+/// Whether this machine can run `driver`'s cases; `Err` names what is missing. The k3s lane's
+/// cluster comes from `KUBECONFIG` or a local k3s image (see [`prerequisites_with`]).
 pub async fn prerequisites(
     driver: Driver,
     external_gateway: bool,
     gateway_bin: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let kube = crate::k3s::KubeOptions::from_env();
+    prerequisites_with(driver, external_gateway, gateway_bin, &kube).await
+}
+
+/// [`prerequisites`] with the k3s lane's cluster options of the run.
+pub async fn prerequisites_with(
+    driver: Driver,
+    external_gateway: bool,
+    gateway_bin: Option<&std::path::Path>,
+    kube: &crate::k3s::KubeOptions,
 ) -> Result<(), String> {
     if !driver.available() {
         return Err(format!("driver {driver} is not available in this build"));
@@ -173,7 +191,8 @@ pub async fn prerequisites(
             }
             Ok(())
         }
-        Driver::Vm | Driver::K3s => Err(format!("driver {driver} is not available in this build")),
+        Driver::K3s => crate::k3s::check(kube, external_gateway).await.map(drop),
+        Driver::Vm => Err(format!("driver {driver} is not available in this build")),
     }
 }
 
@@ -219,11 +238,19 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         .or_else(|| expectations.features().map(<[Feature]>::to_vec))
         .unwrap_or_else(|| Feature::ALL.to_vec());
     report.features = declared.clone();
-    if let Err(reason) = prerequisites(driver, external, config.gateway_bin.as_deref()).await {
+    let gateway_bin = config.gateway_bin.as_deref();
+    if let Err(reason) = prerequisites_with(driver, external, gateway_bin, &config.kube).await {
         if config.require_lanes.contains(&driver) {
             return Err(RunError::LaneMissing { driver, reason });
         }
         report.gateway = "(not started)".into();
+        if config.verbose {
+            let line = format!("SKIPPED lane {driver}: {reason}\n");
+            let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        }
+        report
+            .notes
+            .push(format!("lane {driver} skipped: {reason}"));
         for case in &cases {
             report
                 .cases
@@ -234,18 +261,6 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     }
 
     let bin = gateway::locate_binary(config.gateway_bin.as_deref());
-    let mut gw = match &config.gateway_url {
-        Some(url) => Gateway::external(url),
-        None => {
-            let args: Vec<std::ffi::OsString> = match &config.supervisor {
-                Some(s) => vec!["--supervisor".into(), s.clone().into()],
-                None => Vec::new(),
-            };
-            Gateway::start(&bin, driver, &config.gateway_env, &args).await?
-        }
-    };
-    report.gateway = gw.description.clone();
-    let client = gw.connect().await?;
     let inputs_base = if external {
         gateway::sibling("openshell-gateway")
     } else {
@@ -260,10 +275,29 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64 - 1)
         .unwrap_or(0);
+    // The k3s lane's cluster first: the gateway's driver needs its kubeconfig.
+    let lane = match driver {
+        Driver::K3s => Some(k3s_lane(config, external, &fixtures, &inputs_base, &images).await?),
+        _ => None,
+    };
+    let mut gateway_args: Vec<String> = lane.as_ref().map(|l| l.gateway_args()).unwrap_or_default();
+    if let Some(s) = &config.supervisor {
+        gateway_args.extend(["--supervisor".to_string(), s.display().to_string()]);
+    }
+    let mut gw = match &config.gateway_url {
+        Some(url) => Gateway::external(url),
+        None => Gateway::start_with(&bin, driver, &config.gateway_env, &gateway_args).await?,
+    };
+    report.gateway = gw.description.clone();
+    if let Some(lane) = &lane {
+        report.notes.push(format!("cluster: {}", lane.description));
+    }
+    let client = gw.connect().await?;
     let backend = match driver {
         Driver::Process => Some(Backend::Process {
             state_dir: gw.state_dir.clone(),
         }),
+        Driver::K3s => lane.as_ref().map(|l| Backend::Kube(l.audit())),
         _ => openshell_fixtures::docker::connect(None)
             .ok()
             .map(|docker| Backend::Docker {
@@ -368,8 +402,28 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     gw.stop().await;
+    if let Some(lane) = lane {
+        lane.finish().await;
+    }
     finish(config, &mut report, &expectations)?;
     Ok(report)
+}
+
+/// Boots or attaches the k3s lane's cluster (see [`crate::k3s`]).
+async fn k3s_lane(
+    config: &RunConfig,
+    external: bool,
+    fixtures: &Catalog,
+    inputs_base: &std::path::Path,
+    images: &Images,
+) -> Result<crate::k3s::Lane, RunError> {
+    let source = crate::k3s::check(&config.kube, external)
+        .await
+        .map_err(RunError::Kube)?;
+    let inputs = images::default_inputs(inputs_base);
+    crate::k3s::Lane::prepare(source, &config.kube, fixtures, &inputs, images)
+        .await
+        .map_err(RunError::Kube)
 }
 
 fn finish(

@@ -257,12 +257,63 @@ fn unknown_ids_in_the_expectations_file_exit_2() {
 }
 
 #[test]
-fn vm_and_k3s_exit_2_not_available_in_this_build() {
-    for driver in ["vm", "k3s"] {
-        let (code, _, stderr) = run(&["run", "--driver", driver]);
-        assert_eq!(code, 2, "{driver}");
-        assert!(stderr.contains("not available in this build"), "{stderr}");
-    }
+fn vm_exits_2_not_available_in_this_build() {
+    let (code, _, stderr) = run(&["run", "--driver", "vm"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("not available in this build"), "{stderr}");
+}
+
+/// `run --driver k3s` where there is no k3s image and no cluster (this machine): "not run",
+/// naming the tag it looked for and both remedies; exit 2 as for any lane that ran nothing, and
+/// as a required lane. A tag no engine has keeps the test from booting a cluster where one is.
+#[test]
+fn k3s_without_an_image_or_a_cluster_is_not_run_naming_the_tag_and_both_remedies() {
+    let tag = "rancher/k3s:v0.0.0-openshell-absent";
+    let run_k3s = |extra: &[&str], docker_host: Option<&str>| {
+        let mut command = Command::new(binary());
+        command
+            .args([
+                "run",
+                "--driver",
+                "k3s",
+                "--filter",
+                "=empty-image-is-invalid-argument",
+            ])
+            .args(extra)
+            .env_remove("OPENSHELL_REQUIRE_LANES")
+            .env_remove("KUBECONFIG")
+            .env("OPENSHELL_K3S_IMAGE", tag);
+        if let Some(host) = docker_host {
+            command.env("DOCKER_HOST", host);
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let names_everything = |text: &str| {
+        assert!(text.contains("k3s lane not run"), "{text}");
+        assert!(text.contains(tag), "the tag looked for: {text}");
+        assert!(text.contains("docker load -i k3s.tar"), "{text}");
+        assert!(text.contains("--kubeconfig PATH"), "{text}");
+    };
+    let (code, stdout, _) = run_k3s(&[], None);
+    assert_eq!(code, 2, "{stdout}");
+    assert!(stdout.contains("SKIPPED lane k3s:"), "{stdout}");
+    assert!(
+        stdout.contains("is not in the local Docker engine"),
+        "{stdout}"
+    );
+    names_everything(&stdout);
+    let (code, _, stderr) = run_k3s(&["--require-lanes", "k3s"], None);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("required lane k3s cannot run"), "{stderr}");
+    names_everything(&stderr);
+    let (code, stdout, _) = run_k3s(&[], Some("unix:///nonexistent/docker.sock"));
+    assert_eq!(code, 2, "{stdout}");
+    names_everything(&stdout);
 }
 
 #[test]

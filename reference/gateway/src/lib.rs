@@ -16,7 +16,7 @@
 //! - [`error`]: `GatewayError` and its single mapping to `tonic::Status`.
 //! - [`mutants`]: deliberately broken behaviours behind the `mutants` feature (never default).
 //!
-//! The binary (`src/main.rs`) picks a driver (process or Docker), binds, prints
+//! The binary (`src/main.rs`) picks a driver (process, Docker or Kubernetes), binds, prints
 //! `openshell-gateway listening on ADDR` and serves until SIGTERM.
 
 pub mod auth;

@@ -21,6 +21,8 @@ enum DriverKind {
     Process,
     /// A container per sandbox on a Docker engine.
     Docker,
+    /// A Secret and a Pod per sandbox in a Kubernetes namespace.
+    K8s,
 }
 
 /// The reference OpenShell gateway.
@@ -39,7 +41,8 @@ struct Args {
     /// Directory for the store and the process driver's sandbox roots.
     #[arg(long, default_value = "/var/lib/openshell-gateway")]
     state_dir: PathBuf,
-    /// Endpoint handed to supervisors. Default: `http://<bound address>`.
+    /// Endpoint handed to supervisors. Default: `http://<bound address>`. With `--driver k8s`
+    /// it must be an address the Pods reach (their node's 127.0.0.1 with `--k8s-host-network`).
     #[arg(long)]
     endpoint: Option<String>,
     /// Seconds between session heartbeats.
@@ -63,6 +66,21 @@ struct Args {
     /// Docker: the engine address (default: DOCKER_HOST or the local socket).
     #[arg(long)]
     docker_host: Option<String>,
+    /// Kubernetes: the kubeconfig file (default: KUBECONFIG, ~/.kube/config, else in-cluster).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Kubernetes: the namespace of the sandboxes' Pods and Secrets.
+    #[arg(long, default_value = "default")]
+    k8s_namespace: String,
+    /// Kubernetes: imagePullPolicy of sandbox containers (IfNotPresent, Never, Always).
+    #[arg(long, default_value = "IfNotPresent")]
+    k8s_image_pull_policy: String,
+    /// Kubernetes: runtimeClassName of sandboxes whose request names no runtime.
+    #[arg(long)]
+    k8s_runtime_class: Option<String>,
+    /// Kubernetes: run Pods on their node's network (the k3s lane; Pods reach 127.0.0.1).
+    #[arg(long)]
+    k8s_host_network: bool,
 }
 
 fn sibling(name: &str) -> anyhow::Result<PathBuf> {
@@ -107,6 +125,18 @@ async fn build_driver(args: &Args, events: EventSender) -> anyhow::Result<Arc<dy
             Arc::new(openshell_driver_docker::DockerDriver::connect(
                 config, events,
             )?)
+        }
+        DriverKind::K8s => {
+            let config = openshell_driver_k8s::K8sConfig {
+                kubeconfig: args.kubeconfig.clone(),
+                namespace: args.k8s_namespace.clone(),
+                image_pull_policy: args.k8s_image_pull_policy.clone(),
+                default_runtime_class: args.k8s_runtime_class.clone(),
+                host_network: args.k8s_host_network,
+            };
+            let driver = openshell_driver_k8s::K8sDriver::connect(config, events).await?;
+            driver.ping().await?;
+            Arc::new(driver)
         }
     })
 }
