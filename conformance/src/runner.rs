@@ -145,7 +145,7 @@ pub async fn prerequisites(
             Ok(())
         }
         Driver::Docker | Driver::DockerRunsc => {
-            let docker = openshell_fixtures::docker::connect(None).map_err(|e| e.to_string())?;
+            let docker = openshell_images::docker::connect(None).map_err(|e| e.to_string())?;
             let info = docker.info().await.map_err(|e| {
                 format!("docker engine not reachable: {e} (bash ci/setup-docker.sh)")
             })?;
@@ -229,13 +229,13 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         Driver::Process => Some(Backend::Process {
             state_dir: gw.state_dir.clone(),
         }),
-        _ => openshell_fixtures::docker::connect(None)
+        _ => openshell_images::docker::connect(None)
             .ok()
             .map(Backend::Docker),
     };
     if let (Some(Backend::Docker(docker)), None) = (&backend, images.unavailable()) {
         let inputs = images::default_inputs(&inputs_base);
-        if let Err(e) = openshell_fixtures::docker::build_all(&fixtures, &inputs, docker).await {
+        if let Err(e) = openshell_images::docker::build_all(&fixtures, &inputs, docker).await {
             images = Images::from_map(Default::default());
             report
                 .notes
