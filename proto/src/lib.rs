@@ -77,6 +77,8 @@ pub mod reasons {
     pub const SUPERVISOR_ERROR: &str = "SupervisorError";
     /// The main process ended (any exit code, 0 included).
     pub const PROCESS_EXITED: &str = "ProcessExited";
+    /// The driver could not watch the sandbox's process any more (seed 002).
+    pub const PROCESS_POLL_FAILED: &str = "ProcessPollFailed";
     /// The driver could not find the image.
     pub const IMAGE_NOT_FOUND: &str = "ImageNotFound";
     /// The backend refused to create the sandbox.

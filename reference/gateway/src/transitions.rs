@@ -129,6 +129,11 @@ pub fn process_exited(sandbox: &mut Sandbox, exit_code: i32, message: &str) -> b
     fail(sandbox, reasons::PROCESS_EXITED, message, Some(exit_code))
 }
 
+/// The main process ended and nobody could learn its exit code (the message says why).
+pub fn process_ended_without_code(sandbox: &mut Sandbox, message: &str) -> bool {
+    fail(sandbox, reasons::PROCESS_EXITED, message, None)
+}
+
 /// A driver failure or a vanished backend; `reason` is one of the contract's backend reasons.
 pub fn backend_failed(sandbox: &mut Sandbox, reason: &str, message: &str) -> bool {
     fail(sandbox, reason, message, None)
