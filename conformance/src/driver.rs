@@ -29,7 +29,7 @@ pub enum Driver {
     Docker,
     /// The Docker driver with gVisor (`runsc --network=host`).
     DockerRunsc,
-    /// A VM driver (not in this build).
+    /// The VM driver: a QEMU microVM per sandbox, booted from the Docker lanes' images.
     Vm,
     /// A Kubernetes (k3s) driver (not in this build).
     K3s,
@@ -45,7 +45,12 @@ impl Driver {
         Driver::K3s,
     ];
     /// The lanes this build can run.
-    pub const AVAILABLE: [Driver; 3] = [Driver::Process, Driver::Docker, Driver::DockerRunsc];
+    pub const AVAILABLE: [Driver; 4] = [
+        Driver::Process,
+        Driver::Docker,
+        Driver::DockerRunsc,
+        Driver::Vm,
+    ];
 
     /// The lane's name.
     pub fn name(self) -> &'static str {
@@ -162,8 +167,9 @@ mod tests {
     }
 
     #[test]
-    fn only_process_and_docker_lanes_are_available() {
+    fn every_lane_but_k3s_is_available() {
         assert!(Driver::Process.available() && Driver::DockerRunsc.available());
-        assert!(!Driver::Vm.available() && !Driver::K3s.available());
+        assert!(Driver::Vm.available());
+        assert!(!Driver::K3s.available());
     }
 }

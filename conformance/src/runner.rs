@@ -158,8 +158,51 @@ pub async fn prerequisites(
             }
             Ok(())
         }
-        Driver::Vm | Driver::K3s => Err(format!("driver {driver} is not available in this build")),
+        Driver::Vm => {
+            // The VM lane boots the Docker lanes' images, read from the local engine.
+            let docker = openshell_images::docker::connect(None).map_err(|e| e.to_string())?;
+            docker.ping().await.map_err(|e| {
+                format!("docker engine not reachable (the VM lane boots its images): {e} (bash ci/setup-docker.sh)")
+            })?;
+            if !external_gateway {
+                vm_host_prerequisites(&gateway::locate_binary(gateway_bin))?;
+            }
+            Ok(())
+        }
+        Driver::K3s => Err(format!("driver {driver} is not available in this build")),
     }
+}
+
+/// What the reference gateway's VM driver needs on this host: QEMU, the kernel and modules in
+/// the cache folder of `ci/setup-vm.sh` (`OPENSHELL_VM_CACHE`), the guest init beside the gateway.
+fn vm_host_prerequisites(gateway_bin: &std::path::Path) -> Result<(), String> {
+    let setup = "(bash ci/setup-vm.sh)";
+    let on_path = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .any(|dir| dir.join("qemu-system-x86_64").is_file());
+    if !on_path {
+        return Err(format!("qemu-system-x86_64 is not installed {setup}"));
+    }
+    let cache = std::env::var_os("OPENSHELL_VM_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/openshell/vm"));
+    for part in ["vmlinuz", "modules"] {
+        if !cache.join(part).exists() {
+            return Err(format!(
+                "no guest kernel: {} is missing {setup}",
+                cache.join(part).display()
+            ));
+        }
+    }
+    let init = gateway_bin.with_file_name("openshell-vm-init");
+    if !init.is_file() {
+        return Err(format!(
+            "{} not found (cargo build -p openshell-driver-vm)",
+            init.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The cases of `driver` that `filter` selects.
@@ -225,15 +268,21 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         bin.clone()
     };
     let mut images = Images::compute(&fixtures, &images::default_inputs(&inputs_base))?;
+    // Every lane but the process one runs images from the local Docker engine.
+    let docker = match driver {
+        Driver::Process => None,
+        _ => openshell_images::docker::connect(None).ok(),
+    };
     let backend = match driver {
         Driver::Process => Some(Backend::Process {
             state_dir: gw.state_dir.clone(),
         }),
-        _ => openshell_images::docker::connect(None)
-            .ok()
-            .map(Backend::Docker),
+        Driver::Vm => Some(Backend::Vm {
+            state_dir: gw.state_dir.clone(),
+        }),
+        _ => docker.clone().map(Backend::Docker),
     };
-    if let (Some(Backend::Docker(docker)), None) = (&backend, images.unavailable()) {
+    if let (Some(docker), None) = (&docker, images.unavailable()) {
         let inputs = images::default_inputs(&inputs_base);
         if let Err(e) = openshell_images::docker::build_all(&fixtures, &inputs, docker).await {
             images = Images::from_map(Default::default());
