@@ -48,6 +48,8 @@ else
     mkdir -p "$cache"
     work=$(mktemp -d "$cache/.download.XXXXXX")
     trap 'rm -rf "$work"' EXIT
+    # apt-get download fetches as the _apt user where it exists.
+    if id _apt >/dev/null 2>&1; then chown _apt "$work"; fi
     export DEBIAN_FRONTEND=noninteractive
     if ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
         apt-get update -qq >/dev/null || die "apt-get update failed"
