@@ -246,15 +246,19 @@ fn vm_resources(
                 .map(|p| p.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let folder = sandbox_of_vm_folder(&cwd);
-            let Some(id) = named.clone().or_else(|| folder.as_ref().map(|f| f.1.clone())) else {
+            let Some(id) = named
+                .clone()
+                .or_else(|| folder.as_ref().map(|f| f.1.clone()))
+            else {
                 continue;
             };
             // Read through /proc: the link names the folder even when another mount namespace
             // (or a deleted folder) would make the path itself unreadable.
             let labels = folder_labels(&entry.path().join("cwd"));
             if wanted(&id, &labels) {
-                let program = String::from_utf8_lossy(cmdline.split(|&b| b == 0).next().unwrap_or_default())
-                    .into_owned();
+                let program =
+                    String::from_utf8_lossy(cmdline.split(|&b| b == 0).next().unwrap_or_default())
+                        .into_owned();
                 out.push(Resource {
                     kind: if named.is_some() { "vm" } else { "process" }.into(),
                     name: format!("pid {pid} {program} (cwd {cwd})"),

@@ -477,7 +477,10 @@ mod tests {
         assert_eq!(pack_tar(tar.as_slice(), &out, &path).unwrap(), 5);
         let got = members(&std::fs::read(&path).unwrap());
         let names: Vec<&str> = got.iter().map(|m| m.0.as_str()).collect();
-        assert_eq!(names, ["bin", "bin/busybox", "bin/sh", "bin/hard", "sandbox"]);
+        assert_eq!(
+            names,
+            ["bin", "bin/busybox", "bin/sh", "bin/hard", "sandbox"]
+        );
         assert_eq!(got[1].3, b"BUSYBOX");
         assert_eq!(got[2].1 & 0o170000, 0o120000, "a symlink");
         assert_eq!(got[2].3, b"busybox");
@@ -490,11 +493,19 @@ mod tests {
     fn data_archives_hold_files_devices_and_modes() {
         let bytes = archive(&[
             Entry::new("/dev", 0o755, Kind::Dir),
-            Entry::new("dev/console", 0o600, Kind::CharDevice { major: 5, minor: 1 }),
+            Entry::new(
+                "dev/console",
+                0o600,
+                Kind::CharDevice { major: 5, minor: 1 },
+            ),
             Entry::new("etc/secret", 0o600, Kind::File(b"t0ken".to_vec())),
         ])
         .unwrap();
-        assert_eq!(bytes.len() % 4, 0, "archives stay 4-byte aligned for concatenation");
+        assert_eq!(
+            bytes.len() % 4,
+            0,
+            "archives stay 4-byte aligned for concatenation"
+        );
         let got = members(&bytes);
         assert_eq!(got[0].0, "dev");
         assert_eq!(got[1].1, 0o020600);

@@ -26,7 +26,9 @@ pub enum BareError {
         source: std::io::Error,
     },
     /// No marker within the limit (QEMU was killed).
-    #[error("no bare boot marker within {limit:?} under {accel}; the console's last lines: {tail}")]
+    #[error(
+        "no bare boot marker within {limit:?} under {accel}; the console's last lines: {tail}"
+    )]
     NoMarker {
         accel: Accel,
         limit: Duration,

@@ -107,15 +107,23 @@ pub fn host_tsc_khz(cpuinfo: &str) -> Option<u64> {
 impl Boot {
     /// Checks every file and builds the driver's archive.
     pub fn load(config: BootConfig) -> Result<Boot> {
-        let qemu = find_program(&config.qemu)
-            .ok_or_else(|| missing("QEMU", &config.qemu, "not found"))?;
+        let qemu =
+            find_program(&config.qemu).ok_or_else(|| missing("QEMU", &config.qemu, "not found"))?;
         std::fs::metadata(&config.kernel).map_err(|e| missing("kernel", &config.kernel, e))?;
         std::fs::metadata(&config.busybox).map_err(|e| missing("busybox", &config.busybox, e))?;
         let mut entries = vec![
             Entry::new("dev", 0o755, Kind::Dir),
-            Entry::new("dev/console", 0o600, Kind::CharDevice { major: 5, minor: 1 }),
+            Entry::new(
+                "dev/console",
+                0o600,
+                Kind::CharDevice { major: 5, minor: 1 },
+            ),
             Entry::new(".openshell", 0o700, Kind::Dir),
-            Entry::new(guest::INIT_PATH, 0o700, Kind::File(read("init", &config.init)?)),
+            Entry::new(
+                guest::INIT_PATH,
+                0o700,
+                Kind::File(read("init", &config.init)?),
+            ),
             Entry::new(guest::MODULES_DIR, 0o700, Kind::Dir),
         ];
         for (name, rel) in guest::MODULES {
@@ -168,7 +176,13 @@ impl Boot {
         args.add(&["-name", &vm.name, "-accel", vm.accel.name()]);
         args.add(&["-M", "microvm", "-smp", "1"]);
         args.add(&["-m", &self.config.memory_mib.to_string()]);
-        args.add(&["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]);
+        args.add(&[
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+        ]);
         args.add(&["-kernel"]);
         args.0.push(self.config.kernel.clone().into());
         args.add(&["-initrd"]);
@@ -263,8 +277,14 @@ mod tests {
         assert!(text.contains(
             "-netdev user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:7443-cmd:/bin/busybox nc 127.0.0.1 7443"
         ), "{text}");
-        assert!(text.contains("-name openshell-sb1 -accel tcg -M microvm -smp 1 -m 256"), "{text}");
-        assert!(text.contains("-chardev file,id=report,path=/s/report"), "{text}");
+        assert!(
+            text.contains("-name openshell-sb1 -accel tcg -M microvm -smp 1 -m 256"),
+            "{text}"
+        );
+        assert!(
+            text.contains("-chardev file,id=report,path=/s/report"),
+            "{text}"
+        );
         assert!(text.contains("virtio-rng-device"), "{text}");
         assert!(!text.contains(guest::BARE_WORD), "{text}");
     }
@@ -272,7 +292,9 @@ mod tests {
     #[test]
     fn tcg_guests_are_told_the_tsc_frequency_and_kvm_guests_are_not() {
         let b = boot();
-        assert!(b.cmdline(Accel::Tcg, false).contains("tsc_early_khz=2445416"));
+        assert!(b
+            .cmdline(Accel::Tcg, false)
+            .contains("tsc_early_khz=2445416"));
         assert!(!b.cmdline(Accel::Kvm, false).contains("tsc_early_khz"));
         assert!(b.cmdline(Accel::Tcg, true).ends_with(guest::BARE_WORD));
     }

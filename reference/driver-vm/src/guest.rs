@@ -90,7 +90,10 @@ mod tests {
 
     #[test]
     fn reports_are_read_from_the_port_text() {
-        assert_eq!(parse_report("openshell-exit 5\r\n"), Some(Report::Exited(5)));
+        assert_eq!(
+            parse_report("openshell-exit 5\r\n"),
+            Some(Report::Exited(5))
+        );
         assert_eq!(
             parse_report("noise\nopenshell-init-error no launch file\n"),
             Some(Report::InitFailed("no launch file".into()))

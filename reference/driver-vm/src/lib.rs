@@ -237,7 +237,10 @@ impl VmDriver {
 
     /// The console tail of a running VM (empty for one this driver does not run).
     pub fn output_tail(&self, sandbox_id: &str) -> Vec<String> {
-        self.lock().get(sandbox_id).map(vm::Handle::tail).unwrap_or_default()
+        self.lock()
+            .get(sandbox_id)
+            .map(vm::Handle::tail)
+            .unwrap_or_default()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, vm::Handle>> {
@@ -248,7 +251,11 @@ impl VmDriver {
         self.lock().get(id).is_some_and(vm::Handle::is_running)
     }
 
-    async fn start(&self, request: &SandboxRequest, folder: &Folder) -> openshell_driver::Result<vm::Handle> {
+    async fn start(
+        &self,
+        request: &SandboxRequest,
+        folder: &Folder,
+    ) -> openshell_driver::Result<vm::Handle> {
         let endpoint = request.env.get(env::ENDPOINT).cloned().unwrap_or_default();
         let port = gateway_port(&endpoint).map_err(DriverError::CreateFailed)?;
         let root = initramfs::cached_root(&self.docker, &request.image, &self.cache_dir)
@@ -378,7 +385,9 @@ mod tests {
     #[test]
     fn only_a_loopback_endpoint_can_be_forwarded() {
         assert_eq!(gateway_port("http://127.0.0.1:7443"), Ok(7443));
-        assert!(gateway_port("http://10.1.2.3:7443").unwrap_err().contains("127.0.0.1"));
+        assert!(gateway_port("http://10.1.2.3:7443")
+            .unwrap_err()
+            .contains("127.0.0.1"));
         assert!(gateway_port("http://127.0.0.1:x").is_err());
     }
 
@@ -387,7 +396,10 @@ mod tests {
         let image = vec!["A=image".to_string(), "B=image".to_string()];
         let request = BTreeMap::from([
             ("B".to_string(), "request".to_string()),
-            (env::ENDPOINT.to_string(), "http://127.0.0.1:7443".to_string()),
+            (
+                env::ENDPOINT.to_string(),
+                "http://127.0.0.1:7443".to_string(),
+            ),
             (env::SANDBOX_TOKEN.to_string(), "t0ken".to_string()),
         ]);
         let (merged, token) = guest_env(&image, &request, 7443);

@@ -66,7 +66,11 @@ pub fn sandbox_archive(launch: &Launch, token: &str) -> io::Result<Vec<u8>> {
     let json = serde_json::to_vec(launch).map_err(io::Error::other)?;
     initramfs::archive(&[
         Entry::new(guest::LAUNCH_PATH, 0o600, Kind::File(json)),
-        Entry::new(guest::CREDENTIAL_PATH, 0o600, Kind::File(token.as_bytes().to_vec())),
+        Entry::new(
+            guest::CREDENTIAL_PATH,
+            0o600,
+            Kind::File(token.as_bytes().to_vec()),
+        ),
     ])
 }
 
@@ -107,7 +111,10 @@ mod tests {
         assert_eq!(std::fs::read(&initrd).unwrap(), b"ROOTINITSBX");
         let mode = std::fs::metadata(&initrd).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert!(write_initrd(&initrd, None, b"", b"").is_err(), "never reused");
+        assert!(
+            write_initrd(&initrd, None, b"", b"").is_err(),
+            "never reused"
+        );
     }
 
     #[test]

@@ -72,7 +72,11 @@ struct Args {
     vm_accel: openshell_driver_vm::accel::Choice,
     /// VM: the cache folder of ci/setup-vm.sh (kernel, modules, packed roots, the accelerator
     /// verdict).
-    #[arg(long, env = "OPENSHELL_VM_CACHE", default_value = "/var/cache/openshell/vm")]
+    #[arg(
+        long,
+        env = "OPENSHELL_VM_CACHE",
+        default_value = "/var/cache/openshell/vm"
+    )]
     vm_cache_dir: PathBuf,
     /// VM: the guest kernel. Default: `<vm-cache-dir>/vmlinuz`.
     #[arg(long)]
@@ -144,8 +148,14 @@ async fn build_driver(args: &Args, events: EventSender) -> anyhow::Result<Arc<dy
                 cache_dir: cache.clone(),
                 boot: openshell_driver_vm::boot::BootConfig {
                     qemu: args.vm_qemu.clone(),
-                    kernel: args.vm_kernel.clone().unwrap_or_else(|| cache.join("vmlinuz")),
-                    modules: args.vm_modules.clone().unwrap_or_else(|| cache.join("modules")),
+                    kernel: args
+                        .vm_kernel
+                        .clone()
+                        .unwrap_or_else(|| cache.join("vmlinuz")),
+                    modules: args
+                        .vm_modules
+                        .clone()
+                        .unwrap_or_else(|| cache.join("modules")),
                     init: args
                         .vm_init
                         .clone()

@@ -20,7 +20,11 @@ struct Args {
     #[arg(long)]
     image: Option<String>,
     /// The cache folder of ci/setup-vm.sh.
-    #[arg(long, env = "OPENSHELL_VM_CACHE", default_value = "/var/cache/openshell/vm")]
+    #[arg(
+        long,
+        env = "OPENSHELL_VM_CACHE",
+        default_value = "/var/cache/openshell/vm"
+    )]
     cache_dir: PathBuf,
     /// `auto`, `kvm` or `tcg`.
     #[arg(long, default_value = "auto")]
@@ -58,16 +62,22 @@ async fn main() -> anyhow::Result<()> {
     let root = match &args.image {
         Some(image) => {
             let docker = openshell_images::docker::connect(None)?;
-            let cached =
-                openshell_images::initramfs::cached_root(&docker, image, &args.cache_dir)
-                    .await
-                    .with_context(|| format!("packing the root of {image}"))?;
+            let cached = openshell_images::initramfs::cached_root(&docker, image, &args.cache_dir)
+                .await
+                .with_context(|| format!("packing the root of {image}"))?;
             Some(cached.path)
         }
         None => None,
     };
     let limit = Duration::from_secs(args.limit_secs);
-    let run = bare::run(&boot, verdict.accel, root.as_deref(), &std::env::temp_dir(), limit).await?;
+    let run = bare::run(
+        &boot,
+        verdict.accel,
+        root.as_deref(),
+        &std::env::temp_dir(),
+        limit,
+    )
+    .await?;
     let line = serde_json::json!({
         "image": args.image,
         "accel": run.accel,

@@ -22,7 +22,10 @@ fn say(message: &str) {
 
 /// Writes one line to the report port and waits until it has left the guest.
 fn report(line: &str) {
-    match std::fs::OpenOptions::new().write(true).open(guest::REPORT_PORT) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .open(guest::REPORT_PORT)
+    {
         Ok(mut port) => {
             let _ = port.write_all(format!("{line}\n").as_bytes());
             sys::drain(&port);
@@ -119,7 +122,9 @@ fn wait_for_interface(name: &str) {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    fail(&format!("no network interface {name} after loading virtio_net"));
+    fail(&format!(
+        "no network interface {name} after loading virtio_net"
+    ));
 }
 
 fn read_launch() -> Launch {

@@ -50,7 +50,10 @@ struct IfreqFlags {
 fn ifname(name: &str) -> io::Result<[u8; libc::IFNAMSIZ]> {
     let mut out = [0u8; libc::IFNAMSIZ];
     if name.len() >= out.len() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface name too long"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
     }
     out[..name.len()].copy_from_slice(name.as_bytes());
     Ok(out)
@@ -66,7 +69,12 @@ fn inet_socket() -> io::Result<std::os::fd::OwnedFd> {
     Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }
 
-fn set_addr(sock: &impl AsRawFd, name: &str, request: libc::Ioctl, addr: [u8; 4]) -> io::Result<()> {
+fn set_addr(
+    sock: &impl AsRawFd,
+    name: &str,
+    request: libc::Ioctl,
+    addr: [u8; 4],
+) -> io::Result<()> {
     let mut req = IfreqAddr {
         name: ifname(name)?,
         // SAFETY: sockaddr_in is plain data; all zeroes is a valid value.
@@ -141,7 +149,10 @@ pub fn wait_any() -> io::Result<Option<(i32, i32)>> {
         // SAFETY: `status` is a valid, writable c_int for the duration of the call.
         let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
         if pid > 0 {
-            return Ok(Some((pid, openshell_driver_process::sys::exit_code_of(status))));
+            return Ok(Some((
+                pid,
+                openshell_driver_process::sys::exit_code_of(status),
+            )));
         }
         let e = io::Error::last_os_error();
         match e.raw_os_error() {
