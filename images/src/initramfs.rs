@@ -436,7 +436,10 @@ mod tests {
         out
     }
 
-    fn tar_of(entries: &[(&str, tar::EntryType, u32, &[u8], Option<&str>)]) -> Vec<u8> {
+    /// A tar entry for a test: path, type, owner, data, link target.
+    type TarEntry<'a> = (&'a str, tar::EntryType, u32, &'a [u8], Option<&'a str>);
+
+    fn tar_of(entries: &[TarEntry<'_>]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
         for (path, kind, uid, data, link) in entries {
             let mut header = tar::Header::new_gnu();

@@ -101,7 +101,7 @@ pub fn host_tsc_khz(cpuinfo: &str) -> Option<u64> {
         .trim()
         .parse()
         .ok()?;
-    (mhz > 0.0).then(|| (mhz * 1000.0) as u64)
+    (mhz > 0.0).then_some((mhz * 1000.0) as u64)
 }
 
 impl Boot {
