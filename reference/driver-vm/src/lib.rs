@@ -43,6 +43,19 @@
 //! (`/proc/<pid>/cwd`), where `labels.json` holds the labels; leftover state is any entry of
 //! `<state-dir>/vms/`.
 //!
+//! **Requirements.** QEMU with the microvm machine and Debian's cloud kernel with its modules
+//! (`bash ci/setup-vm.sh`), a Docker engine holding the images, a static busybox on the host
+//! (its `nc` is the relay), the cache folder writable. Under TCG the host's TSC frequency is read
+//! from `/proc/cpuinfo` (see [`boot::Boot::cmdline`] for why the guest needs it).
+//!
+//! **Tests.** `cargo nextest run -p openshell-driver-vm` (real QEMU; skipped with a printed
+//! reason without the lane's prerequisites, unless `OPENSHELL_REQUIRE_LANES` names `vm`).
+//! `tests/driver.rs` drives the driver alone with stand-in images (busybox scripts) and a TCP
+//! listener as the gateway: the only reachable address, the credential's absence from the
+//! kernel command line, QEMU killed from outside. `tests/gateway.rs` runs the real gateway
+//! process with the real supervisor: Ready, supervisor errors, the boot hook, exit codes
+//! (`no-session`'s 5), the token absent from the workload, gateway death.
+//!
 //! **Bare boot.** [`bare::run`] boots the same kernel and cached root to a marker and off: the
 //! baseline of a sandbox boot (`openshell-vm-bare-boot` prints it as JSON).
 //!
