@@ -331,6 +331,22 @@ mod tests {
     }
 
     #[test]
+    fn an_end_without_a_code_is_process_exited_without_one_and_says_so() {
+        let mut sb = provisioning();
+        assert!(process_ended_without_code(
+            &mut sb,
+            "the VM ended without reporting its main process's exit code"
+        ));
+        assert_eq!(phase(&sb), SandboxPhase::Error);
+        assert_eq!(sb.status.as_ref().unwrap().exit_code, None);
+        assert_eq!(ready_reason(&sb), ("False", "ProcessExited"));
+        assert!(ready_condition(&sb)
+            .unwrap()
+            .message
+            .contains("without reporting"));
+    }
+
+    #[test]
     fn degraded_subsystems_become_a_condition_and_vanish_when_clean() {
         let mut sb = provisioning();
         let degraded = [
