@@ -162,6 +162,42 @@ async fn probe(boot: &Boot, key: String, cache_dir: &Path) -> Verdict {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_cached_verdict_for_the_same_qemu_and_kernel_is_used_without_a_probe() {
+        let tmp = tempfile::tempdir().unwrap();
+        for f in ["qemu", "vmlinuz"] {
+            std::fs::write(tmp.path().join(f), f).unwrap();
+        }
+        let boot = Boot {
+            config: crate::boot::BootConfig {
+                qemu: tmp.path().join("qemu"),
+                kernel: tmp.path().join("vmlinuz"),
+                modules: tmp.path().into(),
+                init: tmp.path().into(),
+                busybox: tmp.path().into(),
+                memory_mib: 256,
+            },
+            qemu: tmp.path().join("qemu"),
+            archive: Default::default(),
+            tsc_khz: None,
+        };
+        let cached = Verdict {
+            key: key_of(&boot),
+            accel: Accel::Kvm,
+            why: "probed earlier".into(),
+        };
+        std::fs::write(
+            tmp.path().join(VERDICT_FILE),
+            serde_json::to_string(&cached).unwrap(),
+        )
+        .unwrap();
+        let verdict = resolve(Choice::Auto, &boot, tmp.path()).await;
+        assert_eq!(verdict.accel, Accel::Kvm);
+        assert!(verdict.why.contains("cached in"), "{}", verdict.why);
+        let fixed = resolve(Choice::Fixed(Accel::Tcg), &boot, tmp.path()).await;
+        assert_eq!(fixed.accel, Accel::Tcg);
+    }
+
     #[test]
     fn choices_parse() {
         assert_eq!("auto".parse::<Choice>(), Ok(Choice::Auto));
