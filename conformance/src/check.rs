@@ -5,12 +5,15 @@
 use std::fmt;
 
 use crate::observe::Snapshot;
+use crate::spec::Req;
 
 /// A failed expectation.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Failure {
     /// The requirement the expectation belongs to.
-    pub requirement: String,
+    pub requirement: Req,
+    /// Other requirements the same observation breaks (a fixture case's every requirement).
+    pub also: Vec<Req>,
     /// What the requirement asks for.
     pub expected: String,
     /// What the suite saw.
@@ -21,6 +24,19 @@ pub struct Failure {
     pub history: Vec<Snapshot>,
     /// The tail of the backend output of the case's sandboxes (filled by the runner).
     pub logs: Vec<String>,
+}
+
+impl Failure {
+    /// Every requirement the failure breaks: the main one first.
+    pub fn requirements(&self) -> Vec<Req> {
+        let mut all = vec![self.requirement];
+        for r in &self.also {
+            if !all.contains(r) {
+                all.push(*r);
+            }
+        }
+        all
+    }
 }
 
 impl fmt::Display for Failure {
@@ -66,16 +82,34 @@ pub type CaseResult<T = ()> = Result<T, CaseError>;
 
 /// A failure of `requirement`.
 pub fn fail(
-    requirement: &str,
+    requirement: Req,
     expected: impl Into<String>,
     observed: impl Into<String>,
 ) -> CaseError {
     CaseError::Failed(Box::new(Failure {
-        requirement: requirement.to_string(),
+        requirement,
+        also: Vec::new(),
         expected: expected.into(),
         observed: observed.into(),
-        ..Failure::default()
+        note: None,
+        history: Vec::new(),
+        logs: Vec::new(),
     }))
+}
+
+/// Adds requirements the same failure also breaks (no-op for a skip).
+pub fn also(error: CaseError, requirements: &[Req]) -> CaseError {
+    match error {
+        CaseError::Failed(mut f) => {
+            for r in requirements {
+                if *r != f.requirement && !f.also.contains(r) {
+                    f.also.push(*r);
+                }
+            }
+            CaseError::Failed(f)
+        }
+        skipped => skipped,
+    }
 }
 
 /// Adds a note to a failure (no-op for a skip).
@@ -92,7 +126,7 @@ pub fn with_note(error: CaseError, note: Option<String>) -> CaseError {
 /// `Ok(())` when `holds`, else a failure of `requirement`.
 pub fn ensure(
     holds: bool,
-    requirement: &str,
+    requirement: Req,
     expected: &str,
     observed: impl FnOnce() -> String,
 ) -> CaseResult {
@@ -117,7 +151,7 @@ pub fn code_name(code: tonic::Code) -> String {
 pub fn expect_code<T: fmt::Debug>(
     result: Result<T, tonic::Status>,
     code: tonic::Code,
-    requirement: &str,
+    requirement: Req,
     what: &str,
 ) -> CaseResult {
     match result {
@@ -141,7 +175,7 @@ mod tests {
 
     #[test]
     fn a_failure_names_requirement_expected_and_observed() {
-        let e = ensure(false, "OSC-API-001", "InvalidArgument", || "Ok".into()).unwrap_err();
+        let e = ensure(false, Req::API_001, "InvalidArgument", || "Ok".into()).unwrap_err();
         assert_eq!(
             e.to_string(),
             "OSC-API-001: expected InvalidArgument; observed Ok"
@@ -149,9 +183,19 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_lists_every_requirement_it_breaks_once() {
+        let e = also(
+            fail(Req::BOOT_001, "x", "y"),
+            &[Req::API_009, Req::BOOT_001],
+        );
+        let CaseError::Failed(f) = e else { panic!() };
+        assert_eq!(f.requirements(), vec![Req::BOOT_001, Req::API_009]);
+    }
+
+    #[test]
     fn expect_code_reports_the_code_it_saw() {
         let r: Result<(), _> = Err(tonic::Status::not_found("no such sandbox"));
-        let e = expect_code(r, tonic::Code::InvalidArgument, "OSC-API-002", "create").unwrap_err();
+        let e = expect_code(r, tonic::Code::InvalidArgument, Req::API_002, "create").unwrap_err();
         assert!(
             e.to_string().contains("observed NotFound: no such sandbox"),
             "{e}"
@@ -159,7 +203,7 @@ mod tests {
         assert!(expect_code(
             Err::<(), _>(tonic::Status::not_found("")),
             tonic::Code::NotFound,
-            "X",
+            Req::API_004,
             "get"
         )
         .is_ok());

@@ -78,11 +78,12 @@ impl Driver {
         }
     }
 
-    /// The `SandboxTemplate.runtime_class_name` the lane asks for ("" = the driver's default).
+    /// The `SandboxTemplate.runtime_class_name` the lane asks for: only what the lane needs
+    /// (`runsc` for gVisor); "" leaves the driver's default (runc on the docker lane), since an
+    /// implementation may refuse any platform setting it does not need.
     pub fn runtime_class(self) -> &'static str {
         match self {
             Driver::DockerRunsc => "runsc",
-            Driver::Docker => "runc",
             _ => "",
         }
     }

@@ -10,12 +10,17 @@
 //! link = "https://example.com/issues/12"
 //! ```
 //!
+//! A file may also declare the implementation's features (`features = ["image-entrypoint"]`,
+//! see [`crate::features`]); without the key every feature is judged.
+//!
 //! The reference implementation runs with an empty file. Unknown case ids are an error.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::features::Feature;
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +68,9 @@ pub struct Entry {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
+    /// The features the implementation has (`crate::features`); absent: every feature.
+    #[serde(default)]
+    features: Option<Vec<String>>,
     #[serde(default)]
     case: Vec<Entry>,
 }
@@ -71,6 +79,7 @@ struct File {
 #[derive(Debug, Clone, Default)]
 pub struct Expectations {
     entries: BTreeMap<String, Entry>,
+    features: Option<Vec<Feature>>,
 }
 
 impl Expectations {
@@ -96,7 +105,22 @@ impl Expectations {
                 return Err(invalid(format!("case {:?} is listed twice", entry.id)));
             }
         }
-        Ok(Expectations { entries })
+        let features = file
+            .features
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|n| n.parse::<Feature>())
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            })
+            .transpose()
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(Expectations { entries, features })
+    }
+
+    /// The features the file declares, if it declares any.
+    pub fn features(&self) -> Option<&[Feature]> {
+        self.features.as_deref()
     }
 
     /// Reads and checks a file.
@@ -135,6 +159,24 @@ mod tests {
         let entry = e.get("fixture-boot-hang").unwrap();
         assert_eq!(entry.result, Expected::Failed);
         assert_eq!(entry.link.as_deref(), Some("https://x/1"));
+    }
+
+    #[test]
+    fn features_are_declared_by_name() {
+        let e = Expectations::parse(
+            "features = ['image-command']\n",
+            Path::new("e.toml"),
+            &ids(),
+        )
+        .unwrap();
+        assert_eq!(e.features(), Some(&[Feature::ImageCommand][..]));
+        assert!(Expectations::parse("", Path::new("e.toml"), &ids())
+            .unwrap()
+            .features()
+            .is_none());
+        let err =
+            Expectations::parse("features = ['warp']\n", Path::new("e.toml"), &ids()).unwrap_err();
+        assert!(err.to_string().contains("warp"), "{err}");
     }
 
     #[test]

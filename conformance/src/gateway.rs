@@ -107,7 +107,14 @@ impl Gateway {
     }
 
     /// Starts the reference gateway at `binary` for `driver`.
-    pub async fn start(binary: &Path, driver: Driver) -> Result<Gateway> {
+    /// `env` is added to the gateway's environment (a mutants build reads `OPENSHELL_MUTANT`).
+    /// `args` are added to its command line (e.g. `--supervisor PATH`).
+    pub async fn start(
+        binary: &Path,
+        driver: Driver,
+        env: &[(String, String)],
+        args: &[std::ffi::OsString],
+    ) -> Result<Gateway> {
         if !binary.exists() {
             return Err(GatewayError::Missing(binary.to_path_buf()));
         }
@@ -131,9 +138,11 @@ impl Gateway {
             ])
             .arg("--state-dir")
             .arg(&state_dir)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .kill_on_drop(true);
         if driver == Driver::DockerRunsc {
             command.args(["--docker-runtime", "runsc"]);

@@ -27,6 +27,9 @@ pub struct Resource {
     pub name: String,
     /// Its labels, where the backend has them.
     pub labels: BTreeMap<String, String>,
+    /// When it was created (Unix seconds), where the backend says.
+    #[serde(skip)]
+    pub created: Option<i64>,
 }
 
 impl std::fmt::Display for Resource {
@@ -39,6 +42,34 @@ impl std::fmt::Display for Resource {
     }
 }
 
+/// The label keys a backend puts on its resources. The contract's are `openshell.sandbox-id`
+/// and `openshell.run-id` (OSC-CLEAN-003); a vendor whose backend uses others (upstream labels
+/// containers `openshell.ai/sandbox-id` and copies no request label) names them, so the audit
+/// looks where the resources are instead of passing blind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelKeys {
+    /// The key whose value is the sandbox id.
+    pub sandbox: String,
+    /// The key whose value is the run id, if the backend copies it.
+    pub run: Option<String>,
+}
+
+impl Default for LabelKeys {
+    fn default() -> LabelKeys {
+        LabelKeys {
+            sandbox: labels::SANDBOX_ID.to_string(),
+            run: Some(labels::RUN_ID.to_string()),
+        }
+    }
+}
+
+impl LabelKeys {
+    /// What the audit looks for, for messages.
+    pub fn describe(&self, sandbox_id: &str) -> String {
+        format!("containers labelled {}={sandbox_id}", self.sandbox)
+    }
+}
+
 /// Where a lane's backend resources live.
 #[derive(Debug, Clone)]
 pub enum Backend {
@@ -48,7 +79,17 @@ pub enum Backend {
         state_dir: Option<PathBuf>,
     },
     /// A Docker engine.
-    Docker(bollard::Docker),
+    Docker {
+        /// The engine.
+        docker: bollard::Docker,
+        /// Its label keys.
+        keys: LabelKeys,
+        /// When the run started (Unix seconds): without a run label, every container carrying
+        /// the sandbox key that was created since then counts as the run's (run on an engine no
+        /// one else creates sandboxes on meanwhile), so a container left by a refused create,
+        /// whose sandbox id the suite never learned, is still found.
+        run_started: i64,
+    },
     /// VM driver; the gateway's state directory when known.
     Vm {
         /// `<state-dir>` of a gateway the suite started.
@@ -63,10 +104,21 @@ impl Backend {
             Backend::Process { state_dir } => {
                 Ok(process_resources(state_dir.as_deref(), |sid, _| sid == id))
             }
-            Backend::Docker(docker) => {
-                docker_containers(docker, &format!("{}={id}", labels::SANDBOX_ID)).await
+            Backend::Docker { docker, keys, .. } => {
+                docker_containers(docker, &format!("{}={id}", keys.sandbox)).await
             }
             Backend::Vm { state_dir } => Ok(vm_resources(state_dir.as_deref(), |sid, _| sid == id)),
+        }
+    }
+
+    /// What the audit looks for of sandbox `id`, for messages.
+    pub fn looks_for(&self, id: &str) -> String {
+        match self {
+            Backend::Process { .. } => format!("processes and roots of sandbox {id}"),
+            Backend::Docker { keys, .. } => keys.describe(id),
+            Backend::Vm { .. } => {
+                format!("QEMU processes named openshell-{id}, processes and state in its folder")
+            }
         }
     }
 
@@ -84,8 +136,29 @@ impl Backend {
                         || labels.get(labels::RUN_ID).is_some_and(|r| r == run_id)
                 }))
             }
-            Backend::Docker(docker) => {
-                docker_containers(docker, &format!("{}={run_id}", labels::RUN_ID)).await
+            Backend::Docker {
+                docker,
+                keys,
+                run_started,
+            } => {
+                // By the run label where the backend copies it, and by every sandbox id the run
+                // created either way (a backend without the run label is still audited).
+                let mut found = match &keys.run {
+                    Some(key) => docker_containers(docker, &format!("{key}={run_id}")).await?,
+                    None => docker_containers(docker, &keys.sandbox)
+                        .await?
+                        .into_iter()
+                        .filter(|r| r.created.is_some_and(|c| c >= *run_started))
+                        .collect(),
+                };
+                for id in sandbox_ids {
+                    for r in docker_containers(docker, &format!("{}={id}", keys.sandbox)).await? {
+                        if !found.contains(&r) {
+                            found.push(r);
+                        }
+                    }
+                }
+                Ok(found)
             }
             Backend::Vm { state_dir } => Ok(vm_resources(state_dir.as_deref(), |sid, labels| {
                 sandbox_ids.iter().any(|s| s == sid)
@@ -119,6 +192,7 @@ async fn docker_containers(docker: &bollard::Docker, label: &str) -> Result<Vec<
                 c.state.map(|s| s.to_string()).unwrap_or_default()
             ),
             labels: c.labels.unwrap_or_default().into_iter().collect(),
+            created: c.created,
         })
         .collect())
 }
@@ -169,6 +243,7 @@ fn process_resources(
                     kind: "process".into(),
                     name: format!("pid {pid} (root {root})"),
                     labels,
+                    created: None,
                 });
             }
         }
@@ -186,6 +261,7 @@ fn process_resources(
                         kind: "root".into(),
                         name: path.display().to_string(),
                         labels,
+                        created: None,
                     });
                 }
             }
@@ -263,6 +339,7 @@ fn vm_resources(
                     kind: if named.is_some() { "vm" } else { "process" }.into(),
                     name: format!("pid {pid} {program} (cwd {cwd})"),
                     labels,
+                    created: None,
                 });
             }
         }
@@ -278,6 +355,7 @@ fn vm_resources(
                         kind: "state".into(),
                         name: path.display().to_string(),
                         labels,
+                        created: None,
                     });
                 }
             }

@@ -18,6 +18,8 @@
 //! - [`cases`]: the case bodies, one module per requirement group.
 //! - [`runner`]: run the selected cases (bounded parallelism, per-case timeouts, leak audit).
 //! - [`expectations`]: the per-implementation expectations file.
+//! - [`features`]: the features a vendor declares; a case needing an undeclared one is
+//!   `not-supported`.
 //! - [`leaks`]: find backend resources by `openshell.run-id` / `openshell.sandbox-id`.
 //! - [`report`]: `report.json`, `junit.xml`, `report.md` and per-failure diagnostics.
 //! - [`upstream`]: upstream OpenShell's reason names, for precise failure messages.
@@ -26,6 +28,7 @@ pub mod cases;
 pub mod check;
 pub mod driver;
 pub mod expectations;
+pub mod features;
 pub mod gateway;
 pub mod harness;
 pub mod images;

@@ -33,9 +33,12 @@ enum Command {
         /// Only the cases of this lane.
         #[arg(long)]
         driver: Option<Driver>,
-        /// Also list the requirements of SPEC.md.
+        /// Also list the requirements of SPEC.md, with their text.
         #[arg(long)]
         requirements: bool,
+        /// Also list the features a vendor can declare, with the cases that need each.
+        #[arg(long)]
+        features: bool,
     },
     /// Run the cases of one lane against a gateway.
     Run {
@@ -66,6 +69,21 @@ enum Command {
         /// Per-case timeout in seconds (default per driver; OPENSHELL_CONFORMANCE_TIMEOUT_<DRIVER>).
         #[arg(long)]
         case_timeout: Option<u64>,
+        /// The features the implementation has (comma list, `all` or `none`; default: the
+        /// expectations file's `features`, else all). See `list --features`.
+        #[arg(long)]
+        features: Option<String>,
+        /// A vendor's static supervisor: the image references are computed with it (as `images
+        /// --build --supervisor` built them) and a reference gateway the run starts uses it.
+        #[arg(long)]
+        supervisor: Option<PathBuf>,
+        /// The backend's label key holding the sandbox id.
+        #[arg(long, default_value = openshell_proto::labels::SANDBOX_ID)]
+        sandbox_label: String,
+        /// The backend's label key holding the run id (`none`: the backend copies no request
+        /// label; the audit then goes by sandbox ids and creation time).
+        #[arg(long, default_value = openshell_proto::labels::RUN_ID)]
+        run_label: String,
     },
     /// List the fixture image references; with --build, build the missing ones in the local Docker engine.
     Images {
@@ -84,30 +102,51 @@ enum Command {
     },
 }
 
-fn list(driver: Option<Driver>, with_requirements: bool) -> anyhow::Result<()> {
+fn list(
+    driver: Option<Driver>,
+    with_requirements: bool,
+    with_features: bool,
+) -> anyhow::Result<()> {
     use std::fmt::Write as _;
     use std::io::Write as _;
     let fixtures =
         openshell_fixtures::Catalog::load_default().context("loading fixtures/manifest.toml")?;
     let mut out = String::new();
+    let cases = catalog::all(&fixtures);
     if with_requirements {
+        writeln!(out, "SPEC.md, contract version {}", requirements::version())?;
         for r in requirements::all() {
             writeln!(
                 out,
-                "{}  {:?}  {}  {}  {}",
-                r.id, r.strength, r.level, r.source, r.group
+                "\n{}  {:?}  {}  {}  ({})\n  {}",
+                r.id, r.strength, r.level, r.source, r.group, r.text
             )?;
         }
         out.push('\n');
     }
-    let cases = catalog::all(&fixtures);
+    if with_features {
+        for f in openshell_conformance::features::Feature::ALL {
+            let needing: Vec<&str> = cases
+                .iter()
+                .filter(|c| c.features.contains(&f))
+                .map(|c| c.id.as_str())
+                .collect();
+            writeln!(out, "{:<20} needed by {}", f.name(), needing.join(", "))?;
+        }
+        out.push('\n');
+    }
     let width = cases.iter().map(|c| c.id.len()).max().unwrap_or(10);
     for c in cases
         .iter()
         .filter(|c| driver.is_none_or(|d| c.applies_to(d)))
     {
         let drivers: Vec<&str> = c.drivers.iter().map(|d| d.name()).collect();
-        let reqs = c.requirements.join(",");
+        let reqs = c
+            .requirements
+            .iter()
+            .map(|r| r.id())
+            .collect::<Vec<_>>()
+            .join(",");
         writeln!(
             out,
             "{:<width$}  {:<8}  {reqs:<40}  {}",
@@ -181,7 +220,8 @@ async fn main() -> ExitCode {
         Command::List {
             driver,
             requirements,
-        } => match list(driver, requirements) {
+            features,
+        } => match list(driver, requirements, features) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -210,7 +250,26 @@ async fn main() -> ExitCode {
             gateway_bin,
             parallel,
             case_timeout,
+            features,
+            supervisor,
+            sandbox_label,
+            run_label,
         } => {
+            let features = match features
+                .as_deref()
+                .map(openshell_conformance::features::parse_list)
+            {
+                None => None,
+                Some(Ok(f)) => Some(f),
+                Some(Err(e)) => {
+                    eprintln!("error: --features: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let label_keys = openshell_conformance::leaks::LabelKeys {
+                sandbox: sandbox_label,
+                run: Some(run_label).filter(|k| k != "none" && !k.is_empty()),
+            };
             let require_lanes = match parse_lanes(&require_lanes) {
                 Ok(l) => l,
                 Err(e) => {
@@ -229,6 +288,10 @@ async fn main() -> ExitCode {
                 parallel,
                 case_timeout: case_timeout.map(Duration::from_secs),
                 verbose: true,
+                gateway_env: Vec::new(),
+                features,
+                supervisor,
+                label_keys,
             };
             match runner::run(&config).await {
                 Ok(report) => {

@@ -9,8 +9,12 @@ use openshell_proto::v1::open_shell_client::OpenShellClient;
 use openshell_proto::v1::{
     sandbox_stream_event, Sandbox, SandboxCondition, SandboxPhase, WatchSandboxRequest,
 };
-use openshell_proto::{conditions, reasons};
+use openshell_proto::{conditions, reasons, ReadyReason};
 use tonic::transport::Channel;
+
+fn serialize_phase<S: serde::Serializer>(phase: &SandboxPhase, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&phase_name(*phase as i32))
+}
 
 /// A condition as the history shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -30,8 +34,9 @@ pub struct Snapshot {
     pub name: String,
     /// `metadata.resource_version`.
     pub resource_version: u64,
-    /// The phase, e.g. `Ready`.
-    pub phase: String,
+    /// The phase.
+    #[serde(serialize_with = "serialize_phase")]
+    pub phase: SandboxPhase,
     /// The `Ready` condition.
     pub ready: Option<Cond>,
     /// The `EnforcementDegraded` condition.
@@ -79,7 +84,7 @@ impl Snapshot {
         Snapshot {
             name: meta.name,
             resource_version: meta.resource_version,
-            phase: phase_name(status.phase),
+            phase: SandboxPhase::try_from(status.phase).unwrap_or(SandboxPhase::Unspecified),
             ready: cond(sandbox, conditions::READY),
             degraded: cond(sandbox, conditions::ENFORCEMENT_DEGRADED),
             exit_code: status.exit_code,
@@ -88,12 +93,29 @@ impl Snapshot {
 
     /// Ready or Error.
     pub fn is_terminal(&self) -> bool {
-        self.phase == "Ready" || self.phase == "Error"
+        matches!(self.phase, SandboxPhase::Ready | SandboxPhase::Error)
     }
 
-    /// The Ready condition's reason ("" when absent).
+    /// The Ready condition's reason as sent ("" when absent; may be a foreign word).
     pub fn reason(&self) -> &str {
         self.ready.as_ref().map(|c| c.reason.as_str()).unwrap_or("")
+    }
+
+    /// The Ready condition's reason, when it is one of this contract's.
+    pub fn ready_reason(&self) -> Option<ReadyReason> {
+        ReadyReason::parse(self.reason())
+    }
+
+    /// Whether the phase is `phase` and the Ready reason is `reason`.
+    pub fn is(&self, phase: SandboxPhase, reason: ReadyReason) -> bool {
+        self.phase == phase && self.ready_reason() == Some(reason)
+    }
+
+    /// `Ready=True`.
+    pub fn ready_true(&self) -> bool {
+        self.ready
+            .as_ref()
+            .is_some_and(|c| c.status == conditions::TRUE)
     }
 
     /// The Ready condition's message ("" when absent).
@@ -128,7 +150,9 @@ impl fmt::Display for Snapshot {
         write!(
             f,
             "{} rv={} phase={}",
-            self.name, self.resource_version, self.phase
+            self.name,
+            self.resource_version,
+            phase_name(self.phase as i32)
         )?;
         if let Some(c) = &self.ready {
             write!(
@@ -211,6 +235,8 @@ pub enum End {
 pub struct Observation {
     /// Every sandbox event, in order.
     pub events: Vec<Sandbox>,
+    /// When each event arrived.
+    pub received: Vec<Instant>,
     /// How the watch ended.
     pub end: End,
 }
@@ -224,6 +250,15 @@ impl Observation {
     /// Every snapshot, in order.
     pub fn snapshots(&self) -> Vec<Snapshot> {
         self.events.iter().map(Snapshot::of).collect()
+    }
+
+    /// When the first event in `phase` arrived.
+    pub fn first_in(&self, phase: SandboxPhase) -> Option<Instant> {
+        self.events
+            .iter()
+            .zip(&self.received)
+            .find(|(e, _)| Snapshot::of(e).phase == phase)
+            .map(|(_, at)| *at)
     }
 }
 
@@ -261,21 +296,28 @@ pub async fn watch(
         })??
         .into_inner();
     let mut events = Vec::new();
+    let mut received = Vec::new();
     loop {
         let next = match tokio::time::timeout_at(deadline, stream.message()).await {
             Err(_) => {
                 return Ok(Observation {
                     events,
+                    received,
                     end: End::Deadline,
                 })
             }
             Ok(Err(status)) => {
                 let end = End::Failed(format!("{:?}: {}", status.code(), status.message()));
-                return Ok(Observation { events, end });
+                return Ok(Observation {
+                    events,
+                    received,
+                    end,
+                });
             }
             Ok(Ok(None)) => {
                 return Ok(Observation {
                     events,
+                    received,
                     end: End::Closed,
                 })
             }
@@ -286,9 +328,11 @@ pub async fn watch(
                 let snapshot = Snapshot::of(&sandbox);
                 journal.record(snapshot.clone());
                 events.push(sandbox);
+                received.push(Instant::now());
                 if until(&snapshot) {
                     return Ok(Observation {
                         events,
+                        received,
                         end: End::Matched,
                     });
                 }
@@ -343,6 +387,8 @@ mod tests {
             "n rv=3 phase=Error Ready=False/SupervisorError \"policy: bad\""
         );
         assert!(s.is_terminal());
+        assert!(s.is(SandboxPhase::Error, ReadyReason::SupervisorError));
+        assert!(!s.is(SandboxPhase::Error, ReadyReason::ProcessExited));
         assert_eq!(
             phase_name(SandboxPhase::Provisioning as i32),
             "Provisioning"

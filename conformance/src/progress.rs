@@ -72,7 +72,7 @@ pub fn line(done: usize, total: usize, case: &CaseReport) -> String {
     );
     if matches!(
         case.result,
-        Outcome::Failed | Outcome::Xpass | Outcome::Skipped
+        Outcome::Failed | Outcome::Xpass | Outcome::Skipped | Outcome::NotSupported
     ) && !case.message.is_empty()
     {
         for text in case.message.lines().take(40) {

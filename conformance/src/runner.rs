@@ -19,12 +19,13 @@ use openshell_fixtures::Catalog;
 use crate::check::CaseError;
 use crate::driver::Driver;
 use crate::expectations::{Expectations, Expected};
+use crate::features::Feature;
 use crate::gateway::{self, Gateway};
 use crate::harness::Harness;
 use crate::images::{self, Images};
-use crate::leaks::{Backend, Resource};
+use crate::leaks::{Backend, LabelKeys, Resource};
 use crate::progress::Progress;
-use crate::spec::{Body, Case};
+use crate::spec::{Body, Case, Req};
 
 pub use crate::report::{CaseReport, Counts, Outcome, RunReport};
 
@@ -89,6 +90,16 @@ pub struct RunConfig {
     pub case_timeout: Option<Duration>,
     /// Print a line per case.
     pub verbose: bool,
+    /// Extra environment for a reference gateway the run starts (e.g. `OPENSHELL_MUTANT`).
+    pub gateway_env: Vec<(String, String)>,
+    /// The features the implementation declares (`--features`); `None`: the expectations
+    /// file's declaration, else every feature.
+    pub features: Option<Vec<Feature>>,
+    /// A vendor's supervisor, baked into the fixture images (`images --supervisor`) and handed
+    /// to a reference gateway the run starts.
+    pub supervisor: Option<PathBuf>,
+    /// The label keys of the backend's resources.
+    pub label_keys: LabelKeys,
 }
 
 impl RunConfig {
@@ -105,6 +116,10 @@ impl RunConfig {
             parallel: 4,
             case_timeout: None,
             verbose: false,
+            gateway_env: Vec::new(),
+            features: None,
+            supervisor: None,
+            label_keys: LabelKeys::default(),
         }
     }
 }
@@ -241,6 +256,12 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     let run_id = format!("osc-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let external = config.gateway_url.is_some();
     let mut report = RunReport::new(driver, &run_id);
+    let declared: Vec<Feature> = config
+        .features
+        .clone()
+        .or_else(|| expectations.features().map(<[Feature]>::to_vec))
+        .unwrap_or_else(|| Feature::ALL.to_vec());
+    report.features = declared.clone();
     if let Err(reason) = prerequisites(driver, external, config.gateway_bin.as_deref()).await {
         if config.require_lanes.contains(&driver) {
             return Err(RunError::LaneMissing { driver, reason });
@@ -258,7 +279,13 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     let bin = gateway::locate_binary(config.gateway_bin.as_deref());
     let mut gw = match &config.gateway_url {
         Some(url) => Gateway::external(url),
-        None => Gateway::start(&bin, driver).await?,
+        None => {
+            let args: Vec<std::ffi::OsString> = match &config.supervisor {
+                Some(s) => vec!["--supervisor".into(), s.clone().into()],
+                None => Vec::new(),
+            };
+            Gateway::start(&bin, driver, &config.gateway_env, &args).await?
+        }
     };
     report.gateway = gw.description.clone();
     let client = gw.connect().await?;
@@ -267,7 +294,15 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     } else {
         bin.clone()
     };
-    let mut images = Images::compute(&fixtures, &images::default_inputs(&inputs_base))?;
+    let mut inputs = images::default_inputs(&inputs_base);
+    if let Some(s) = &config.supervisor {
+        inputs.supervisor = s.clone();
+    }
+    let mut images = Images::compute(&fixtures, &inputs)?;
+    let run_started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64 - 1)
+        .unwrap_or(0);
     // Every lane but the process one runs images from the local Docker engine.
     let docker = match driver {
         Driver::Process => None,
@@ -280,11 +315,38 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         Driver::Vm => Some(Backend::Vm {
             state_dir: gw.state_dir.clone(),
         }),
-        _ => docker.clone().map(Backend::Docker),
+        _ => docker.clone().map(|docker| Backend::Docker {
+            docker,
+            keys: config.label_keys.clone(),
+            run_started,
+        }),
     };
     if let (Some(docker), None) = (&docker, images.unavailable()) {
-        let inputs = images::default_inputs(&inputs_base);
-        if let Err(e) = openshell_images::docker::build_all(&fixtures, &inputs, docker).await {
+        if external {
+            // A vendor's gateway runs the images it was given: build nothing (that would bake in
+            // this suite's supervisor), but say when the references match no built image.
+            let mut missing = Vec::new();
+            for (name, reference) in images.all() {
+                if !openshell_images::docker::image_exists(docker, reference)
+                    .await
+                    .unwrap_or(false)
+                {
+                    missing.push(format!("{name} ({reference})"));
+                }
+            }
+            if !missing.is_empty() {
+                let note = format!(
+                    "warning: no built image matches the references of {} fixtures ({}): build them \
+                     with `openshell-conformance images --build [--supervisor PATH]` and give `run` the \
+                     same `--supervisor`",
+                    missing.len(),
+                    missing.join(", ")
+                );
+                eprintln!("{note}");
+                report.notes.push(note);
+            }
+        } else if let Err(e) = openshell_images::docker::build_all(&fixtures, &inputs, docker).await
+        {
             images = Images::from_map(Default::default());
             report
                 .notes
@@ -292,6 +354,7 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         }
     }
     let images = Arc::new(images);
+    let fixtures = Arc::new(fixtures);
     let timeout = config.case_timeout.unwrap_or_else(|| driver.case_timeout());
     let total = cases.len();
     let started = Instant::now();
@@ -299,19 +362,27 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         let harness = Harness::new(
             client.clone(),
             &run_id,
-            &format!("{}-{index:02}", &run_id[4..12]),
+            &format!("{}{index:02}", &run_id[4..10]),
             &case.id,
             driver,
             images.clone(),
             timeout,
             backend.clone(),
+            fixtures.clone(),
         );
         let skip = expectations
             .get(&case.id)
             .filter(|e| e.result == Expected::Skipped)
             .map(|e| e.reason.clone());
+        let missing: Vec<Feature> = case
+            .features
+            .iter()
+            .copied()
+            .filter(|f| !declared.contains(f))
+            .collect();
         async move {
             match skip {
+                _ if !missing.is_empty() => CaseReport::not_supported(&case, driver, &missing),
                 Some(reason) => {
                     CaseReport::skipped(&case, driver, &format!("expectations file: {reason}"))
                 }
@@ -329,9 +400,12 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     drop(stream);
     report.cases.sort_by(|a, b| a.id.cmp(&b.id));
     if let Some(backend) = &backend {
-        let audit = audit_run(&client, backend, &run_id).await;
-        report.leaks = audit.clone();
-        if !audit.is_empty() || config.filter.is_none() {
+        let mut audit = audit_run(&client, backend, &run_id, &created_ids(&report)).await;
+        if let Some(why) = report.cases.iter().find_map(|c| c.blind.clone()) {
+            audit = Err(why);
+        }
+        report.leaks = audit.clone().unwrap_or_default();
+        if !matches!(&audit, Ok(left) if left.is_empty()) || config.filter.is_none() {
             let case = CaseReport::leak_audit(driver, &audit);
             if config.verbose {
                 let text = crate::progress::line(total + 1, total + 1, &case);
@@ -372,11 +446,11 @@ pub async fn run_case(case: Case, harness: Harness, timeout: Duration) -> CaseRe
         Body::Fixture(fixture) => Box::pin(crate::cases::fixture::run(harness.clone(), *fixture)),
         Body::Fn(f) => f(harness.clone()),
     };
-    let primary = case.requirements.first().cloned().unwrap_or_default();
+    let primary = case.requirements.first().copied().unwrap_or(Req::API_009);
     let mut result = match tokio::time::timeout(timeout, body).await {
         Ok(r) => r,
         Err(_) => Err(crate::check::fail(
-            &primary,
+            primary,
             format!("the case to finish within its {timeout:?} deadline"),
             "the deadline passed; the status history below is what the watch stream showed",
         )),
@@ -389,29 +463,68 @@ pub async fn run_case(case: Case, harness: Harness, timeout: Duration) -> CaseRe
         Err(CaseError::Failed(_)) => log_tail(&harness, &created).await,
         _ => Vec::new(),
     };
+    // Blindness: a sandbox still Ready at the end must show at least one backend resource, or
+    // the suite cannot see this backend and "nothing left" would be a pass by blindness.
+    let mut blind = None;
+    if let Some(backend) = harness.backend() {
+        for c in created.iter().filter(|c| !c.id.is_empty()) {
+            let ready = harness.get(&c.name).await.is_ok_and(|s| {
+                crate::observe::Snapshot::of(&s).phase == openshell_proto::v1::SandboxPhase::Ready
+            });
+            if ready && backend.of_sandbox(&c.id).await.is_ok_and(|r| r.is_empty()) {
+                blind = Some(format!(
+                    "cannot see this backend: sandbox {} is Ready, but there are no {}",
+                    c.name,
+                    backend.looks_for(&c.id)
+                ));
+                break;
+            }
+        }
+    }
     for c in &created {
         let _ = harness.delete(&c.name).await;
     }
     if let Some(backend) = harness.backend() {
         let mut left: Vec<Resource> = Vec::new();
+        let mut unreadable = None;
         let end = Instant::now() + AUDIT_LIMIT;
         let mut tick = tokio::time::interval(Duration::from_millis(200));
-        loop {
+        'audit: loop {
             tick.tick().await;
             left.clear();
             for c in created.iter().filter(|c| !c.id.is_empty()) {
-                left.extend(backend.of_sandbox(&c.id).await.unwrap_or_default());
+                match backend.of_sandbox(&c.id).await {
+                    Ok(found) => left.extend(found),
+                    Err(e) => {
+                        unreadable = Some(e);
+                        break 'audit;
+                    }
+                }
             }
             if left.is_empty() || Instant::now() >= end {
                 break;
             }
         }
-        if !left.is_empty() && result.is_ok() {
-            result = Err(crate::check::fail(
-                "OSC-CLEAN-002",
-                format!("no backend resource of the case's sandboxes within {AUDIT_LIMIT:?} of their deletion"),
-                left.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
-            ));
+        if result.is_ok() {
+            if let Some(why) = &blind {
+                result = Err(crate::check::fail(
+                    Req::CLEAN_002,
+                    "to see the backend resources of the case's Ready sandboxes",
+                    why.clone(),
+                ));
+            } else if let Some(why) = unreadable {
+                result = Err(crate::check::fail(
+                    Req::CLEAN_002,
+                    "the backend resources of the case's sandboxes to be listable after their deletion",
+                    format!("the audit could not look: {why}"),
+                ));
+            } else if !left.is_empty() {
+                result = Err(crate::check::fail(
+                    Req::CLEAN_002,
+                    format!("no backend resource of the case's sandboxes within {AUDIT_LIMIT:?} of their deletion"),
+                    left.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+                ));
+            }
         }
     }
     let mut report = CaseReport::from_case(&case, harness.driver(), started.elapsed());
@@ -419,6 +532,8 @@ pub async fn run_case(case: Case, harness: Harness, timeout: Duration) -> CaseRe
         .iter()
         .map(|c| format!("{} ({})", c.name, c.id))
         .collect();
+    report.latencies_ms = harness.latencies();
+    report.blind = blind;
     match result {
         Ok(()) => report.result = Outcome::Passed,
         Err(CaseError::Skipped(why)) => {
@@ -433,7 +548,12 @@ pub async fn run_case(case: Case, harness: Harness, timeout: Duration) -> CaseRe
                 tail
             };
             report.result = Outcome::Failed;
-            report.requirement = failure.requirement.clone();
+            report.requirement = failure.requirement.id().to_string();
+            report.failed_requirements = failure
+                .requirements()
+                .iter()
+                .map(|r| r.id().to_string())
+                .collect();
             report.message = failure.to_string();
             report.failure = Some(*failure);
         }
@@ -471,27 +591,41 @@ async fn log_tail(harness: &Harness, created: &[crate::harness::Created]) -> Vec
 }
 
 /// Deletes whatever is still listed with the run label, then waits (bounded) for the backend to
-/// hold nothing labelled with the run; returns what is left.
+/// hold nothing labelled with the run; returns what is left, or why the audit could not look
+/// (the gateway's list or the backend's listing failed): a blind audit is never a clean one.
 async fn audit_run(
     client: &openshell_proto::v1::open_shell_client::OpenShellClient<tonic::transport::Channel>,
     backend: &Backend,
     run_id: &str,
-) -> Vec<Resource> {
+    created: &[String],
+) -> Result<Vec<Resource>, String> {
     use openshell_proto::v1::{DeleteSandboxRequest, ListSandboxesRequest};
     let mut client = client.clone();
     let selector = format!("{}={run_id}", openshell_proto::labels::RUN_ID);
     let listed = client
         .list_sandboxes(ListSandboxesRequest {
-            label_selector: selector,
+            label_selector: selector.clone(),
             ..Default::default()
         })
         .await
         .map(|r| r.into_inner().sandboxes)
-        .unwrap_or_default();
-    let ids: Vec<String> = listed
+        .map_err(|s| {
+            format!(
+                "ListSandboxes {selector:?} failed ({}), so the run's sandboxes are unknown",
+                crate::harness::status_text(&s)
+            )
+        })?;
+    let mut ids: Vec<String> = listed
         .iter()
         .filter_map(|s| s.metadata.as_ref().map(|m| m.id.clone()))
         .collect();
+    ids.extend(
+        created
+            .iter()
+            .filter(|id| !ids.contains(id))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
     for s in &listed {
         let name = s
             .metadata
@@ -509,21 +643,45 @@ async fn audit_run(
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tick.tick().await;
-        let left = backend.of_run(run_id, &ids).await.unwrap_or_default();
+        let left = backend.of_run(run_id, &ids).await?;
         if left.is_empty() || Instant::now() >= end {
-            return left;
+            return Ok(left);
         }
     }
 }
 
+/// The ids of every sandbox the run's cases created (from their reports' `name (id)` entries).
+fn created_ids(report: &RunReport) -> Vec<String> {
+    report
+        .cases
+        .iter()
+        .flat_map(|c| c.sandboxes.iter())
+        .filter_map(|s| {
+            s.rsplit_once(" (")
+                .map(|(_, id)| id.trim_end_matches(')').to_string())
+        })
+        .filter(|id| !id.is_empty())
+        .collect()
+}
+
 impl RunReport {
-    /// The requirement ids of failed (and unexpectedly passed) cases.
+    /// The requirement ids of failed cases (every requirement each failure breaks) and of
+    /// unexpectedly passed ones.
     pub fn failed_requirements(&self) -> BTreeSet<String> {
-        self.cases
-            .iter()
-            .filter(|c| matches!(c.result, Outcome::Failed | Outcome::Xpass))
-            .map(|c| c.requirement.clone())
-            .collect()
+        let mut out = BTreeSet::new();
+        for c in &self.cases {
+            match c.result {
+                Outcome::Failed => {
+                    out.insert(c.requirement.clone());
+                    out.extend(c.failed_requirements.iter().cloned());
+                }
+                Outcome::Xpass => {
+                    out.insert(c.requirement.clone());
+                }
+                _ => {}
+            }
+        }
+        out
     }
 
     /// 0: everything passed or was expected; 1: a failure or an unexpected pass; 2: no case ran.

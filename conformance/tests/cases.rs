@@ -37,7 +37,9 @@ fn run_one(driver: Driver, case_id: String) -> Result<(), Failed> {
         for case in &report.cases {
             match case.result {
                 Outcome::Passed | Outcome::Xfail => {}
-                Outcome::Skipped => println!("SKIPPED {} on {driver}: {}", case.id, case.message),
+                Outcome::Skipped | Outcome::NotSupported => {
+                    println!("SKIPPED {} on {driver}: {}", case.id, case.message)
+                }
                 Outcome::Failed | Outcome::Xpass => {
                     problems.push(format!("{}: {}", case.id, case.message))
                 }

@@ -1,28 +1,106 @@
-//! Proof that the suite can fail: each mutant of the reference (cargo feature `mutants`, built
-//! into `target/mutants/` by `ci/build-mutants.sh`, never in a default build) breaks one rule,
-//! and a full process-lane run against it must fail exactly the requirement guarding that rule,
-//! and nothing else.
+//! Proof that the suite can fail: one test per mutant of the reference (cargo feature `mutants`,
+//! built into `target/mutants/` by `ci/build-mutants.sh`, never in a default build), each a
+//! plausible bug in the component a rule governs. A mutant is *caught* when its run fails and
+//! the failed requirements include the one it targets; other failed requirements are printed,
+//! not fatal (one broken rule can break a case that checks several).
 //!
-//! The mutants run one after another in this one test: the mutant is chosen through the
-//! environment (`OPENSHELL_MUTANT`, inherited by the gateway and forwarded to supervisors), which
-//! is process-wide. `OPENSHELL_MUTANTS_DIR` names the binaries; when it is set (CI sets it) a
-//! missing binary fails the test, otherwise the test says why it skipped.
+//! Each test runs the cases that cover its target requirement (`--filter OSC-…`) on the lane
+//! that can show the bug (the process lane; docker-runsc for the gVisor-only bootstrap rules,
+//! whose fixture images are built with the mutant supervisor, since the runner computes image
+//! references from the binaries beside the gateway it starts). The mutant is chosen by
+//! `OPENSHELL_MUTANT` in the started gateway's environment; a mutants gateway forwards it into
+//! every sandbox's environment, which is how the supervisor inside a container learns it.
+//!
+//! `coverage` fails when a requirement of SPEC.md has no mutant, and prints the table
+//! requirement → mutant → component → lane → the cases that check it.
+//!
+//! `OPENSHELL_MUTANTS_DIR` names the binaries; when it is set (CI sets it) missing binaries fail
+//! the tests, otherwise they say why they skipped.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
+use libtest_mimic::{Arguments, Failed, Trial};
 use openshell_conformance::driver::Driver;
 use openshell_conformance::runner::{self, RunConfig};
+use openshell_conformance::spec::{catalog, Level, Req};
 
-/// Mutant → the one requirement its run must fail.
-const MUTANTS: &[(&str, &str)] = &[
-    ("policy-fallback", "OSC-ERR-001"),
-    ("no-cleanup", "OSC-CLEAN-001"),
-    ("overwrite-error", "OSC-ERR-003"),
-    ("ready-without-session", "OSC-READY-003"),
-    ("foreign-token", "OSC-SEC-002"),
-    ("raw-messages", "OSC-HYG-001"),
-];
+/// Where a mutant lives.
+#[derive(Debug, Clone, Copy)]
+enum Component {
+    Gateway,
+    Supervisor,
+    ProcessDriver,
+}
+
+/// `(mutant, the requirement it breaks, its component, the lane that shows it)`.
+const MUTANTS: &[(&str, Req, Component, Driver)] = {
+    use Component::*;
+    use Driver::{DockerRunsc as Runsc, Process as P};
+    &[
+        ("policy-fallback", Req::ERR_001, Supervisor, P),
+        ("identity-fallback", Req::ERR_002, Supervisor, P),
+        ("overwrite-error", Req::ERR_003, Gateway, P),
+        ("list-stale-status", Req::ERR_004, Gateway, P),
+        ("hook-as-root", Req::BOOT_001, Supervisor, P),
+        ("hook-concurrent", Req::BOOT_001, Supervisor, P),
+        ("hook-failure-ignored", Req::BOOT_002, Supervisor, P),
+        ("hook-sh-fallback", Req::BOOT_003, Supervisor, P),
+        ("hook-no-timeout", Req::BOOT_004, Supervisor, P),
+        ("hook-missing-fatal", Req::BOOT_005, Supervisor, P),
+        ("ready-wrong-reason", Req::READY_001, Gateway, P),
+        ("exit-code-dropped", Req::READY_002, Gateway, P),
+        ("ready-without-session", Req::READY_003, Gateway, P),
+        ("no-demote", Req::READY_004, Gateway, P),
+        ("no-repromote", Req::READY_005, Gateway, P),
+        ("demote-error", Req::READY_006, Gateway, P),
+        ("demote-superseded", Req::READY_007, Gateway, P),
+        ("reconnect-rejected", Req::READY_008, Gateway, P),
+        (
+            "netns-failure-ignored",
+            Req::BOOTSTRAP_001,
+            Supervisor,
+            Runsc,
+        ),
+        ("best-effort-ignored", Req::BOOTSTRAP_002, Supervisor, Runsc),
+        ("skip-ignored", Req::BOOTSTRAP_003, Supervisor, Runsc),
+        ("degraded-unreported", Req::BOOTSTRAP_004, Supervisor, P),
+        ("degraded-spurious", Req::BOOTSTRAP_005, Supervisor, P),
+        ("best-effort-policy", Req::BOOTSTRAP_006, Supervisor, P),
+        ("no-cleanup", Req::CLEAN_001, Gateway, P),
+        ("delete-leaves-root", Req::CLEAN_002, ProcessDriver, P),
+        ("unlabelled", Req::CLEAN_003, ProcessDriver, P),
+        ("slow-teardown", Req::CLEAN_004, ProcessDriver, P),
+        ("no-auth", Req::SEC_001, Gateway, P),
+        ("foreign-token", Req::SEC_002, Gateway, P),
+        ("unknown-sandbox-ok", Req::SEC_003, Gateway, P),
+        ("token-in-status", Req::SEC_004, Gateway, P),
+        ("no-workload-seccomp", Req::SEC_005, Supervisor, P),
+        ("token-inherited", Req::SEC_005, Supervisor, P),
+        ("raw-messages", Req::HYG_001, Gateway, P),
+        ("no-truncate", Req::HYG_002, Gateway, P),
+        ("empty-image-accepted", Req::API_001, Gateway, P),
+        ("lenient-names", Req::API_002, Gateway, P),
+        ("duplicate-names", Req::API_003, Gateway, P),
+        ("delete-unknown-ok", Req::API_004, Gateway, P),
+        ("watch-no-snapshot", Req::API_005, Gateway, P),
+        ("watch-ignores-stop", Req::API_006, Gateway, P),
+        ("selector-any", Req::API_007, Gateway, P),
+        (
+            "image-missing-create-failed",
+            Req::API_008,
+            ProcessDriver,
+            P,
+        ),
+        ("argv-ignored", Req::API_009, Supervisor, P),
+        ("lenient-config", Req::CONFIG_001, Supervisor, P),
+    ]
+};
+
+/// The per-case deadline of a mutant run: healthy cases take seconds; a broken one would
+/// otherwise sit out the lane's default waiting for what never comes.
+const CASE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The mutant binaries; `Ok(None)` (with the reason printed) when they are absent and not required.
 fn mutants_dir() -> Result<Option<PathBuf>, String> {
@@ -51,59 +129,103 @@ fn mutants_dir() -> Result<Option<PathBuf>, String> {
     Ok(Some(dir))
 }
 
-#[test]
-fn every_mutant_fails_exactly_the_requirement_it_breaks() {
-    let Some(dir) = mutants_dir().unwrap_or_else(|why| panic!("{why}")) else {
-        return;
+fn run_mutant(mutant: &'static str, target: Req, lane: Driver) -> Result<(), Failed> {
+    let Some(dir) = mutants_dir()? else {
+        return Ok(());
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()
-        .unwrap();
-    if let Err(reason) = rt.block_on(runner::prerequisites(
-        Driver::Process,
-        false,
-        Some(&dir.join("openshell-gateway")),
-    )) {
-        panic!("the process lane cannot run the mutants: {reason}");
-    }
-    let mut wrong = Vec::new();
-    for (mutant, requirement) in MUTANTS {
-        // Process-wide, so: this test is the only one in its binary, and it sets the variable
-        // before the run starts its gateway (which inherits it).
-        std::env::set_var("OPENSHELL_MUTANT", mutant);
-        let mut config = RunConfig::new(Driver::Process);
-        config.gateway_bin = Some(dir.join("openshell-gateway"));
-        // Healthy process-lane cases take a few seconds; a mutant's broken case would otherwise
-        // sit out the lane's 60 s default waiting for what never comes.
-        config.case_timeout = Some(std::time::Duration::from_secs(15));
-        let report = rt
-            .block_on(runner::run(&config))
-            .unwrap_or_else(|e| panic!("mutant {mutant}: run failed to start: {e}"));
+        .build()?;
+    let gateway = dir.join("openshell-gateway");
+    rt.block_on(async {
+        if let Err(reason) = runner::prerequisites(lane, false, Some(&gateway)).await {
+            return Err(Failed::from(format!(
+                "lane {lane} cannot run mutant {mutant}: {reason}"
+            )));
+        }
+        let mut config = RunConfig::new(lane);
+        config.gateway_bin = Some(gateway);
+        config.gateway_env = vec![("OPENSHELL_MUTANT".into(), mutant.into())];
+        config.filter = Some(target.id().to_string());
+        config.case_timeout = Some(CASE_TIMEOUT);
+        let report = runner::run(&config)
+            .await
+            .map_err(|e| Failed::from(format!("mutant {mutant}: the run did not start: {e}")))?;
         let failed = report.failed_requirements();
-        let expected = BTreeSet::from([requirement.to_string()]);
-        println!("mutant {mutant}: failed {failed:?}");
-        if failed != expected {
-            let details: Vec<String> = report
+        let catching: Vec<String> = report
+            .cases
+            .iter()
+            .filter(|c| c.failed_requirements.iter().any(|r| r == target.id()))
+            .map(|c| c.id.clone())
+            .collect();
+        println!("mutant {mutant} (targets {target}, lane {lane}): failed requirements {failed:?}; caught by {catching:?}");
+        if failed.contains(target.id()) {
+            Ok(())
+        } else {
+            let summary: Vec<String> = report
                 .cases
                 .iter()
-                .filter(|c| c.requirement != *requirement && failed.contains(&c.requirement))
-                .map(|c| {
-                    format!(
-                        "  {} ({}): {}",
-                        c.id,
-                        c.requirement,
-                        c.message.lines().next().unwrap_or("")
-                    )
-                })
+                .map(|c| format!("  {} {}: {}", c.id, c.result.label(), c.message.lines().next().unwrap_or("")))
                 .collect();
-            wrong.push(format!(
-                "mutant {mutant}: expected exactly {expected:?} to fail, got {failed:?}\n{}",
-                details.join("\n")
-            ));
+            Err(Failed::from(format!(
+                "mutant {mutant} escaped: no case failed {target} on lane {lane}\n{}",
+                summary.join("\n")
+            )))
+        }
+    })
+}
+
+/// Every requirement has a mutant; prints the coverage table.
+fn coverage() -> Result<(), Failed> {
+    let fixtures = openshell_fixtures::Catalog::load_default()?;
+    let cases = catalog::all(&fixtures);
+    let mut missing = Vec::new();
+    println!("requirement        level     mutant                        component       lane          checked by");
+    for req in Req::ALL {
+        let level = req.level();
+        let checked: Vec<&str> = cases
+            .iter()
+            .filter(|c| c.requirements.contains(&req))
+            .map(|c| c.id.as_str())
+            .collect();
+        let mine: Vec<_> = MUTANTS.iter().filter(|(_, r, _, _)| *r == req).collect();
+        if mine.is_empty() {
+            missing.push(format!("{req} ({level})"));
+            println!("{:<18} {:<9} (none)", req.id(), level.name());
+        }
+        for (mutant, _, component, lane) in mine {
+            println!(
+                "{:<18} {:<9} {mutant:<29} {:<15} {:<13} {}",
+                req.id(),
+                level.name(),
+                format!("{component:?}"),
+                lane.name(),
+                checked.join(", ")
+            );
         }
     }
-    std::env::remove_var("OPENSHELL_MUTANT");
-    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let core_missing: Vec<&String> = missing
+        .iter()
+        .filter(|m| m.ends_with(&format!("({})", Level::Core.name())))
+        .collect();
+    if !core_missing.is_empty() {
+        return Err(Failed::from(format!(
+            "core requirements without a mutant: {core_missing:?}"
+        )));
+    }
+    if !missing.is_empty() {
+        println!("extended requirements without a mutant: {missing:?}");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Arguments::from_args();
+    let mut trials = vec![Trial::test("coverage", coverage)];
+    for &(mutant, target, _, lane) in MUTANTS {
+        let name = format!("{}::{mutant}", lane.name().replace('-', "_"));
+        trials.push(Trial::test(name, move || run_mutant(mutant, target, lane)));
+    }
+    libtest_mimic::run(&args, trials).exit_code()
 }

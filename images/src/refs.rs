@@ -119,6 +119,14 @@ impl Images {
         }
     }
 
+    /// The fixture whose image `reference` is.
+    pub fn fixture_of(&self, reference: &str) -> Option<&str> {
+        self.refs
+            .iter()
+            .find(|(_, r)| r.as_str() == reference)
+            .map(|(name, _)| name.as_str())
+    }
+
     /// Every reference, by fixture name.
     pub fn all(&self) -> &BTreeMap<String, String> {
         &self.refs

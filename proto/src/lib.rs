@@ -8,7 +8,8 @@
 //! - [`v1`]: messages and the `OpenShell` service (client and server) generated from
 //!   `proto/openshell.proto` by `protox` + `tonic-prost-build` (no system `protoc`).
 //! - [`datamodel`] holds `ObjectMeta`.
-//! - [`env`], [`labels`], [`conditions`], [`reasons`]: the contract's string constants.
+//! - [`env`], [`labels`], [`conditions`]: the contract's string constants; [`ReadyReason`]
+//!   (with its words in [`reasons`]) the typed `Ready` reasons.
 //! - [`stage_name`] gives the stable lower-case name of a [`v1::SupervisorStartupStage`].
 
 /// Generated from `proto/datamodel.proto` (package `openshell.datamodel.v1`).
@@ -65,31 +66,112 @@ pub mod conditions {
     pub const FALSE: &str = "False";
 }
 
-/// Reasons on the `Ready` condition.
-pub mod reasons {
+/// The reasons of the `Ready` condition, as one typed model: every part compares reasons as
+/// [`ReadyReason`] values and spells them only through [`ReadyReason::as_str`] (the constants in
+/// [`reasons`] are the same words, for `match`-free call sites).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReadyReason {
     /// Created; no supervisor session yet.
-    pub const STARTING: &str = "Starting";
+    Starting,
     /// Ready=True: the supervisor session is live.
-    pub const SUPERVISOR_CONNECTED: &str = "SupervisorConnected";
+    SupervisorConnected,
     /// The current session ended; back to Provisioning.
-    pub const SUPERVISOR_DISCONNECTED: &str = "SupervisorDisconnected";
+    SupervisorDisconnected,
     /// The supervisor reported a fatal startup error (seed 000).
-    pub const SUPERVISOR_ERROR: &str = "SupervisorError";
+    SupervisorError,
     /// The main process ended (any exit code, 0 included).
-    pub const PROCESS_EXITED: &str = "ProcessExited";
-    /// The driver could not watch the sandbox's process any more (seed 002).
-    pub const PROCESS_POLL_FAILED: &str = "ProcessPollFailed";
+    ProcessExited,
+    /// The driver could not poll the sandbox's process (seed 002's VM driver).
+    ProcessPollFailed,
     /// The driver could not find the image.
-    pub const IMAGE_NOT_FOUND: &str = "ImageNotFound";
+    ImageNotFound,
     /// The backend refused to create the sandbox.
-    pub const BACKEND_CREATE_FAILED: &str = "BackendCreateFailed";
+    BackendCreateFailed,
     /// The backend created but could not start the sandbox.
-    pub const BACKEND_START_FAILED: &str = "BackendStartFailed";
+    BackendStartFailed,
     /// The backend (engine, runtime) could not be reached.
-    pub const BACKEND_UNAVAILABLE: &str = "BackendUnavailable";
+    BackendUnavailable,
     /// The backend resource disappeared (found at gateway start, or removed behind its back).
-    pub const BACKEND_LOST: &str = "BackendLost";
-    /// `EnforcementDegraded=True`.
+    BackendLost,
+    /// The sandbox is being deleted.
+    Deleting,
+}
+
+impl ReadyReason {
+    /// Every reason.
+    pub const ALL: [ReadyReason; 12] = [
+        Self::Starting,
+        Self::SupervisorConnected,
+        Self::SupervisorDisconnected,
+        Self::SupervisorError,
+        Self::ProcessExited,
+        Self::ProcessPollFailed,
+        Self::ImageNotFound,
+        Self::BackendCreateFailed,
+        Self::BackendStartFailed,
+        Self::BackendUnavailable,
+        Self::BackendLost,
+        Self::Deleting,
+    ];
+
+    /// The wire word.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "Starting",
+            Self::SupervisorConnected => "SupervisorConnected",
+            Self::SupervisorDisconnected => "SupervisorDisconnected",
+            Self::SupervisorError => "SupervisorError",
+            Self::ProcessExited => "ProcessExited",
+            Self::ProcessPollFailed => "ProcessPollFailed",
+            Self::ImageNotFound => "ImageNotFound",
+            Self::BackendCreateFailed => "BackendCreateFailed",
+            Self::BackendStartFailed => "BackendStartFailed",
+            Self::BackendUnavailable => "BackendUnavailable",
+            Self::BackendLost => "BackendLost",
+            Self::Deleting => "Deleting",
+        }
+    }
+
+    /// The reason a wire word names, if it is one of this contract's.
+    pub fn parse(word: &str) -> Option<ReadyReason> {
+        Self::ALL.into_iter().find(|r| r.as_str() == word)
+    }
+}
+
+impl std::fmt::Display for ReadyReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The words of [`ReadyReason`], as constants.
+pub mod reasons {
+    use super::ReadyReason as R;
+    /// Created; no supervisor session yet.
+    pub const STARTING: &str = R::Starting.as_str();
+    /// Ready=True: the supervisor session is live.
+    pub const SUPERVISOR_CONNECTED: &str = R::SupervisorConnected.as_str();
+    /// The current session ended; back to Provisioning.
+    pub const SUPERVISOR_DISCONNECTED: &str = R::SupervisorDisconnected.as_str();
+    /// The supervisor reported a fatal startup error (seed 000).
+    pub const SUPERVISOR_ERROR: &str = R::SupervisorError.as_str();
+    /// The main process ended (any exit code, 0 included).
+    pub const PROCESS_EXITED: &str = R::ProcessExited.as_str();
+    /// The driver could not poll the sandbox's process.
+    pub const PROCESS_POLL_FAILED: &str = R::ProcessPollFailed.as_str();
+    /// The driver could not find the image.
+    pub const IMAGE_NOT_FOUND: &str = R::ImageNotFound.as_str();
+    /// The backend refused to create the sandbox.
+    pub const BACKEND_CREATE_FAILED: &str = R::BackendCreateFailed.as_str();
+    /// The backend created but could not start the sandbox.
+    pub const BACKEND_START_FAILED: &str = R::BackendStartFailed.as_str();
+    /// The backend (engine, runtime) could not be reached.
+    pub const BACKEND_UNAVAILABLE: &str = R::BackendUnavailable.as_str();
+    /// The backend resource disappeared (found at gateway start, or removed behind its back).
+    pub const BACKEND_LOST: &str = R::BackendLost.as_str();
+    /// The sandbox is being deleted.
+    pub const DELETING: &str = R::Deleting.as_str();
+    /// `EnforcementDegraded=True` (the reason of the second condition).
     pub const ENFORCEMENT_DEGRADED: &str = "EnforcementDegraded";
 }
 
@@ -151,6 +233,14 @@ mod tests {
         };
         // tag = (100 << 3) | 2 = 802 = varint [0xa2, 0x06]
         assert_eq!(&hello.encode_to_vec()[..2], &[0xa2, 0x06]);
+    }
+
+    #[test]
+    fn every_reason_round_trips_through_its_word() {
+        for r in ReadyReason::ALL {
+            assert_eq!(ReadyReason::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(ReadyReason::parse("DependenciesReady"), None);
     }
 
     #[test]

@@ -8,13 +8,15 @@
 //!   and at most 4096 bytes.
 //! - `credentials`: `ConnectSupervisor` and `ReportMainProcessExit` without a token, and
 //!   reports without a token (own id), for an unknown id, for another live
-//!   sandbox's id (`OPENSHELL_PROBE_OTHER_SANDBOX_ID`) and for a deleted one's
-//!   (`OPENSHELL_PROBE_DELETED_SANDBOX_ID`), each with a message saying what it is, then the
+//!   sandbox's id (`OSC_PROBE_OTHER_SANDBOX_ID`) and for a deleted one's
+//!   (`OSC_PROBE_DELETED_SANDBOX_ID`), each with a message saying what it is, then the
 //!   verdict with its own id and token: `rogue credentials: no-token=<code>
 //!   unknown-sandbox=<code> other-sandbox=<code> deleted-sandbox=<code> no-token-connect=<code>
 //!   no-token-exit=<code> token-sha256=<16 hex> token-len=<n>` (`<code>` is the gRPC code name, `Ok`, or `not-tried`). The token's hash
 //!   prefix and length let the suite look for the token in every read response without ever
 //!   learning it.
+//! - `session`: the scripted supervisor of [`crate::session`] (seed 002's session rules); its
+//!   verdict is the report.
 //!
 //! Exit status: 0 once the last report was accepted, 1 when it was not, 2 on a usage error.
 
@@ -27,7 +29,7 @@ use sha2::{Digest, Sha256};
 use tonic::transport::Channel;
 
 /// The usage line of this mode.
-pub const USAGE: &str = "openshell-probe rogue hygiene|credentials";
+pub const USAGE: &str = "openshell-probe rogue hygiene|credentials|session";
 
 struct Credential {
     sandbox_id: String,
@@ -140,8 +142,8 @@ async fn run_async(mode: &str) -> Result<u8, String> {
             .await;
             let mut tried = Vec::new();
             for (key, var) in [
-                ("other-sandbox", "OPENSHELL_PROBE_OTHER_SANDBOX_ID"),
-                ("deleted-sandbox", "OPENSHELL_PROBE_DELETED_SANDBOX_ID"),
+                ("other-sandbox", "OSC_PROBE_OTHER_SANDBOX_ID"),
+                ("deleted-sandbox", "OSC_PROBE_DELETED_SANDBOX_ID"),
             ] {
                 let code = match std::env::var(var) {
                     Ok(id) if !id.is_empty() => {
@@ -167,6 +169,15 @@ async fn run_async(mode: &str) -> Result<u8, String> {
             );
             eprintln!("openshell-probe: {verdict}");
             report(&mut client, token, &cred.sandbox_id, &verdict).await
+        }
+        "session" => {
+            let (verdict, last_session) =
+                crate::session::script(&client, &cred.sandbox_id, &cred.token).await?;
+            eprintln!("openshell-probe: {verdict}");
+            let answer = report(&mut client, token, &cred.sandbox_id, &verdict).await;
+            // The last session ends only after the sandbox is in Error (OSC-READY-006).
+            drop(last_session);
+            answer
         }
         other => return Err(format!("unknown rogue mode {other:?}")),
     };

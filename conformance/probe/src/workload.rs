@@ -10,6 +10,7 @@
 //! | `capabilities` | 15 | the effective, permitted, inheritable, bounding and ambient sets are empty and `no_new_privs` is set (read with capget/prctl) |
 //! | `token-absent` | 16 | `OPENSHELL_SANDBOX_TOKEN` is not in the environment |
 //! | `boot-marker` | 17 | (with `--marker PATH`) the file holds our uid: the boot hook ran as us, before us |
+//! | `seccomp-own-filter` | 18 | we run under more seccomp filters (`Seccomp_filters` in `/proc/self/status`) than our parent, the supervisor: the workload filter is ours, not only the supervisor's prelude we inherit |
 //!
 //! Every check runs; the exit status is the code of the first one that failed, 0 if none.
 
@@ -61,6 +62,7 @@ pub enum Check {
     Capabilities,
     TokenAbsent,
     BootMarker,
+    SeccompOwnFilter,
 }
 
 impl Check {
@@ -79,6 +81,7 @@ impl Check {
             Check::Capabilities => "capabilities",
             Check::TokenAbsent => "token-absent",
             Check::BootMarker => "boot-marker",
+            Check::SeccompOwnFilter => "seccomp-own-filter",
         }
     }
 }
@@ -93,6 +96,7 @@ pub fn run(opts: &Options) -> u8 {
         (Check::NoRoot, no_root()),
         (Check::Capabilities, capabilities()),
         (Check::TokenAbsent, token_absent()),
+        (Check::SeccompOwnFilter, seccomp_own_filter()),
     ];
     if let Some(marker) = &opts.marker {
         checks.push((Check::BootMarker, boot_marker(marker)));
@@ -198,6 +202,22 @@ fn seccomp_eperm() -> Result<String, String> {
         Ok(fd) => Err(format!(
             "io_uring_setup succeeded (fd {fd}): no workload filter"
         )),
+    }
+}
+
+fn seccomp_own_filter() -> Result<String, String> {
+    let parent = std::os::unix::process::parent_id();
+    let ours = crate::creds::seccomp_filters("self")?;
+    let theirs = crate::creds::seccomp_filters(&parent.to_string())
+        .map_err(|e| format!("cannot compare with the parent (pid {parent}): {e}"))?;
+    if ours > theirs {
+        Ok(format!(
+            "{ours} seccomp filters, the parent (pid {parent}) {theirs}: the workload filter is our own"
+        ))
+    } else {
+        Err(format!(
+            "{ours} seccomp filters, no more than the parent (pid {parent}, {theirs}): only the supervisor's prelude, no workload filter"
+        ))
     }
 }
 

@@ -2,27 +2,21 @@
 //! the outcome its manifest entry states: phase, Ready reason, message pattern, exit code.
 
 use openshell_fixtures::{Catalog, Expectation, Fixture};
+use openshell_proto::v1::SandboxPhase as Phase;
+use openshell_proto::ReadyReason;
 
-use crate::check::{fail, with_note, CaseResult};
+use crate::check::{also, fail, with_note, CaseResult};
 use crate::harness::{CreateOpts, Harness};
-use crate::observe::Snapshot;
+use crate::observe::{phase_name, Snapshot};
 use crate::spec::catalog::fixture_requirements;
+use crate::spec::Req;
 use crate::upstream;
-
-/// `ready` → `Ready`, `error` → `Error`.
-fn phase_word(phase: &str) -> String {
-    let mut chars = phase.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
-}
 
 /// The expectation as one line.
 pub fn describe(expect: &Expectation) -> String {
     let mut s = format!(
         "phase {}, Ready reason {}",
-        phase_word(&expect.phase),
+        phase_name(expect.phase.phase() as i32),
         expect.reason
     );
     if let Some(m) = &expect.message {
@@ -31,6 +25,9 @@ pub fn describe(expect: &Expectation) -> String {
     if let Some(code) = expect.exit_code {
         s.push_str(&format!(", exit_code {code}"));
     }
+    if expect.ready_first {
+        s.push_str(", after a Ready / SupervisorConnected");
+    }
     s
 }
 
@@ -38,7 +35,7 @@ pub fn describe(expect: &Expectation) -> String {
 pub fn observed(s: &Snapshot) -> String {
     let mut o = format!(
         "phase {}, Ready reason {:?}, message {:?}",
-        s.phase,
+        phase_name(s.phase as i32),
         s.reason(),
         s.message()
     );
@@ -49,25 +46,20 @@ pub fn observed(s: &Snapshot) -> String {
 }
 
 /// Checks a terminal snapshot against an expectation; a failure names `requirement`.
-pub fn expect_outcome(snapshot: &Snapshot, expect: &Expectation, requirement: &str) -> CaseResult {
+/// (`ready_first` is a property of the history, checked by [`run`].)
+pub fn expect_outcome(snapshot: &Snapshot, expect: &Expectation, requirement: Req) -> CaseResult {
     let expected = describe(expect);
     let mismatch = || fail(requirement, expected.clone(), observed(snapshot));
-    if snapshot.phase != phase_word(&expect.phase) {
+    if snapshot.phase != expect.phase.phase() || snapshot.ready_reason() != Some(expect.reason) {
         return Err(with_note(
             mismatch(),
-            upstream::note(&expect.reason, snapshot.reason()),
-        ));
-    }
-    if snapshot.reason() != expect.reason {
-        return Err(with_note(
-            mismatch(),
-            upstream::note(&expect.reason, snapshot.reason()),
+            upstream::note(expect.reason, snapshot.reason()),
         ));
     }
     if let Some(pattern) = &expect.message {
         let re = regex::Regex::new(pattern).map_err(|e| {
             fail(
-                "OSC-API-009",
+                Req::API_009,
                 "a valid message pattern in the manifest",
                 e.to_string(),
             )
@@ -84,36 +76,73 @@ pub fn expect_outcome(snapshot: &Snapshot, expect: &Expectation, requirement: &s
     Ok(())
 }
 
-/// The fixture case body.
+/// Whether `history` (one sandbox's, in order) shows `Ready / SupervisorConnected` before its
+/// first Error.
+pub fn ready_before_error(history: &[Snapshot]) -> bool {
+    history
+        .iter()
+        .take_while(|s| s.phase != Phase::Error)
+        .any(|s| s.is(Phase::Ready, ReadyReason::SupervisorConnected))
+}
+
+/// The fixture case body. A failure names every requirement the fixture stands for, and
+/// OSC-API-009 (its manifest outcome).
 pub async fn run(h: Harness, fixture: Fixture) -> CaseResult {
-    let requirement = fixture_requirements(&fixture.name)
-        .first()
-        .copied()
-        .unwrap_or("OSC-API-009");
+    let mut requirements = fixture_requirements(&fixture.name).to_vec();
+    requirements.push(Req::API_009);
+    let requirement = requirements[0];
+    check(&h, &fixture, requirement)
+        .await
+        .map_err(|e| also(e, &requirements))
+}
+
+async fn check(h: &Harness, fixture: &Fixture, requirement: Req) -> CaseResult {
     let created = h
         .create("fx", &fixture.name, CreateOpts::default(), requirement)
         .await?;
     let supervisor = [format!("/{}", openshell_fixtures::tree::SUPERVISOR_PATH)];
-    let last = if Catalog::entrypoint_of(&fixture) != supervisor {
-        // Not the supervisor: nothing ever opens a session, so nothing may ever be Ready.
+    let last = if Catalog::entrypoint_of(fixture) != supervisor && !fixture.expect.ready_first {
+        // Not the supervisor, nor a script that opens sessions itself: nothing ever opens a
+        // session, so nothing may ever be Ready.
         h.wait_not_ready(&created, requirement).await?
     } else {
-        h.wait_phase(&created, &phase_word(&fixture.expect.phase), requirement)
+        h.wait_phase(&created, fixture.expect.phase.phase(), requirement)
             .await?
     };
-    expect_outcome(&last, &fixture.expect, requirement)
+    expect_outcome(&last, &fixture.expect, requirement)?;
+    if fixture.expect.ready_first {
+        // The outcome came after a Ready the watch must have shown.
+        let history: Vec<Snapshot> = h
+            .journal()
+            .history()
+            .into_iter()
+            .filter(|s| s.name == created.name)
+            .collect();
+        if !ready_before_error(&history) {
+            return Err(fail(
+                requirement,
+                describe(&fixture.expect),
+                format!(
+                    "{}, never Ready / SupervisorConnected before it",
+                    observed(&last)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::observe::Cond;
+    use openshell_fixtures::ExpectedPhase;
 
-    fn snap(phase: &str, reason: &str, message: &str, exit_code: Option<i32>) -> Snapshot {
+    fn snap(phase: Phase, reason: &str, message: &str, exit_code: Option<i32>) -> Snapshot {
         Snapshot {
             name: "s".into(),
             resource_version: 1,
-            phase: phase.into(),
+            phase,
             ready: Some(Cond {
                 status: "False".into(),
                 reason: reason.into(),
@@ -125,47 +154,53 @@ mod tests {
     }
 
     fn expect(
-        phase: &str,
-        reason: &str,
+        phase: ExpectedPhase,
+        reason: ReadyReason,
         message: Option<&str>,
         exit_code: Option<i32>,
     ) -> Expectation {
         Expectation {
-            phase: phase.into(),
-            reason: reason.into(),
+            phase,
+            reason,
             message: message.map(Into::into),
             exit_code,
+            ready_first: false,
         }
     }
 
     #[test]
     fn a_matching_outcome_passes() {
         let e = expect(
-            "error",
-            "SupervisorError",
+            ExpectedPhase::Error,
+            ReadyReason::SupervisorError,
             Some("^policy: .*inference"),
             None,
         );
         expect_outcome(
             &snap(
-                "Error",
+                Phase::Error,
                 "SupervisorError",
                 "policy: /etc/openshell/policy.yaml: inference",
                 None,
             ),
             &e,
-            "R",
+            Req::API_009,
         )
         .unwrap();
     }
 
     #[test]
     fn a_wrong_message_names_requirement_expected_and_observed() {
-        let e = expect("error", "SupervisorError", Some("^policy: "), None);
+        let e = expect(
+            ExpectedPhase::Error,
+            ReadyReason::SupervisorError,
+            Some("^policy: "),
+            None,
+        );
         let err = expect_outcome(
-            &snap("Error", "SupervisorError", "identity: no user", None),
+            &snap(Phase::Error, "SupervisorError", "identity: no user", None),
             &e,
-            "OSC-ERR-001",
+            Req::ERR_001,
         )
         .unwrap_err()
         .to_string();
@@ -175,11 +210,16 @@ mod tests {
 
     #[test]
     fn an_upstream_reason_is_named_as_such() {
-        let e = expect("ready", "SupervisorConnected", None, None);
+        let e = expect(
+            ExpectedPhase::Ready,
+            ReadyReason::SupervisorConnected,
+            None,
+            None,
+        );
         let err = expect_outcome(
-            &snap("Ready", "DependenciesReady", "", None),
+            &snap(Phase::Ready, "DependenciesReady", "", None),
             &e,
-            "OSC-READY-001",
+            Req::READY_001,
         )
         .unwrap_err();
         assert!(
@@ -190,10 +230,39 @@ mod tests {
     }
 
     #[test]
+    fn ready_first_needs_a_ready_before_the_error() {
+        let ready = snap(Phase::Ready, "SupervisorConnected", "", None);
+        let exited = snap(Phase::Error, "ProcessExited", "", Some(0));
+        assert!(ready_before_error(&[ready.clone(), exited.clone()]));
+        assert!(!ready_before_error(&[exited.clone(), ready]));
+        assert!(!ready_before_error(&[exited]));
+    }
+
+    #[test]
     fn the_exit_code_is_checked() {
-        let e = expect("error", "ProcessExited", None, Some(7));
-        assert!(expect_outcome(&snap("Error", "ProcessExited", "", Some(7)), &e, "R").is_ok());
-        assert!(expect_outcome(&snap("Error", "ProcessExited", "", Some(0)), &e, "R").is_err());
-        assert!(expect_outcome(&snap("Error", "ProcessExited", "", None), &e, "R").is_err());
+        let e = expect(
+            ExpectedPhase::Error,
+            ReadyReason::ProcessExited,
+            None,
+            Some(7),
+        );
+        assert!(expect_outcome(
+            &snap(Phase::Error, "ProcessExited", "", Some(7)),
+            &e,
+            Req::API_009
+        )
+        .is_ok());
+        assert!(expect_outcome(
+            &snap(Phase::Error, "ProcessExited", "", Some(0)),
+            &e,
+            Req::API_009
+        )
+        .is_err());
+        assert!(expect_outcome(
+            &snap(Phase::Error, "ProcessExited", "", None),
+            &e,
+            Req::API_009
+        )
+        .is_err());
     }
 }

@@ -6,9 +6,13 @@
 //! message must have no raw control character left but newline and tab, keep the text (escaped,
 //! not dropped), and be at most 4096 bytes.
 
+use openshell_proto::v1::SandboxPhase as Phase;
+use openshell_proto::ReadyReason;
+
 use crate::cases::fixture::observed;
 use crate::check::{ensure, fail, CaseResult};
 use crate::harness::{status_text, CreateOpts, Harness};
+use crate::spec::Req;
 
 /// The first raw control character (other than `\n` and `\t`) in `s`: C0, DEL or C1.
 pub fn raw_control(s: &str) -> Option<(usize, char)> {
@@ -21,26 +25,26 @@ pub fn raw_control(s: &str) -> Option<(usize, char)> {
 /// OSC-HYG-001/002.
 pub async fn hostile_message(h: Harness) -> CaseResult {
     let rogue = h
-        .create("hyg", "rogue-hygiene", CreateOpts::default(), "OSC-HYG-001")
+        .create("hyg", "rogue-hygiene", CreateOpts::default(), Req::HYG_001)
         .await?;
-    let last = h.wait_not_ready(&rogue, "OSC-HYG-001").await?;
+    let last = h.wait_not_ready(&rogue, Req::HYG_001).await?;
     // Judge the message as first stored: the first Error the watch saw. A record changed later
     // is OSC-ERR-003's business, not this requirement's.
     let last = h
         .journal()
         .history()
         .into_iter()
-        .find(|s| s.name == rogue.name && s.phase == "Error")
+        .find(|s| s.name == rogue.name && s.phase == Phase::Error)
         .unwrap_or(last);
     ensure(
-        last.phase == "Error" && last.reason() == "SupervisorError",
-        "OSC-HYG-001",
+        last.is(Phase::Error, ReadyReason::SupervisorError),
+        Req::HYG_001,
         "the rogue's report to be stored (Error / SupervisorError)",
         || observed(&last),
     )?;
     h.get(&rogue.name).await.map_err(|s| {
         fail(
-            "OSC-HYG-002",
+            Req::HYG_002,
             "GetSandbox to return a valid UTF-8 message",
             status_text(&s),
         )
@@ -48,26 +52,26 @@ pub async fn hostile_message(h: Harness) -> CaseResult {
     let message = last.message();
     if let Some((at, c)) = raw_control(message) {
         return Err(fail(
-            "OSC-HYG-001",
+            Req::HYG_001,
             "no raw control character but \\n and \\t in the stored message",
             format!("U+{:04X} at byte {at}", c as u32),
         ));
     }
     ensure(
         message.contains("[31m") && message.contains("bell") && message.contains("csi"),
-        "OSC-HYG-001",
+        Req::HYG_001,
         "the hostile text kept, escaped (e.g. `[31m`, `bell`, `csi` still there)",
         || format!("{:?}", message.chars().take(200).collect::<String>()),
     )?;
     ensure(
         message.len() <= 4096,
-        "OSC-HYG-002",
+        Req::HYG_002,
         "a stored message of at most 4096 bytes",
         || format!("{} bytes", message.len()),
     )?;
     ensure(
         message.len() >= 1024,
-        "OSC-HYG-002",
+        Req::HYG_002,
         "the message cut near 4096 bytes, not dropped",
         || format!("{} bytes", message.len()),
     )

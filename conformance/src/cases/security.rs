@@ -17,19 +17,21 @@
 
 use std::collections::BTreeMap;
 
-use openshell_proto::v1::Sandbox;
-use openshell_proto::{env, labels};
+use openshell_proto::v1::{Sandbox, SandboxPhase as Phase};
+use openshell_proto::{env, labels, ReadyReason};
 use sha2::{Digest, Sha256};
 
 use crate::cases::fixture::observed;
 use crate::check::{ensure, fail, CaseResult};
 use crate::harness::{status_text, CreateOpts, Harness, CASE_LABEL};
 use crate::observe::{watch, Journal, Snapshot, WatchOpts};
+use crate::spec::Req;
 
-/// Environment the rogue probe reads: another live sandbox's id.
-pub const OTHER_SANDBOX_VAR: &str = "OPENSHELL_PROBE_OTHER_SANDBOX_ID";
+/// Environment the rogue probe reads: another live sandbox's id (not `OPENSHELL_*`, which an
+/// implementation may reserve for itself, as upstream does).
+pub const OTHER_SANDBOX_VAR: &str = "OSC_PROBE_OTHER_SANDBOX_ID";
 /// Environment the rogue probe reads: a deleted sandbox's id.
-pub const DELETED_SANDBOX_VAR: &str = "OPENSHELL_PROBE_DELETED_SANDBOX_ID";
+pub const DELETED_SANDBOX_VAR: &str = "OSC_PROBE_DELETED_SANDBOX_ID";
 
 /// The `key=value` words of a verdict message.
 pub fn verdict(message: &str) -> BTreeMap<String, String> {
@@ -44,7 +46,7 @@ fn check_verdict(
     v: &BTreeMap<String, String>,
     key: &str,
     want: &str,
-    requirement: &str,
+    requirement: Req,
     what: &str,
 ) -> CaseResult {
     let got = v.get(key).map(String::as_str).unwrap_or("(not reported)");
@@ -58,24 +60,24 @@ fn check_verdict(
 
 /// OSC-SEC-001/002/003.
 pub async fn rogue_reports_refused(h: Harness) -> CaseResult {
-    let (other, other_before) = h.create_ready("other", "OSC-SEC-002").await?;
+    let (other, other_before) = h.create_ready("other", Req::SEC_002).await?;
     let gone = h
-        .create("gone", "good", CreateOpts::default(), "OSC-SEC-003")
+        .create("gone", "good", CreateOpts::default(), Req::SEC_003)
         .await?;
-    h.wait_terminal(&gone, "OSC-SEC-003").await?;
+    h.wait_terminal(&gone, Req::SEC_003).await?;
     h.delete(&gone.name)
         .await
-        .map_err(|s| fail("OSC-SEC-003", "DeleteSandbox to succeed", status_text(&s)))?;
+        .map_err(|s| fail(Req::SEC_003, "DeleteSandbox to succeed", status_text(&s)))?;
     let opts = CreateOpts::default()
         .env(OTHER_SANDBOX_VAR, &other.id)
         .env(DELETED_SANDBOX_VAR, &gone.id);
     let rogue = h
-        .create("rogue", "rogue-credentials", opts, "OSC-SEC-001")
+        .create("rogue", "rogue-credentials", opts, Req::SEC_001)
         .await?;
-    let last = h.wait_not_ready(&rogue, "OSC-SEC-001").await?;
+    let last = h.wait_not_ready(&rogue, Req::SEC_001).await?;
     ensure(
-        last.phase == "Error" && last.message().contains("rogue credentials:"),
-        "OSC-SEC-001",
+        last.phase == Phase::Error && last.message().contains("rogue credentials:"),
+        Req::SEC_001,
         "the rogue's own verdict report (Error, `other: rogue credentials: …`)",
         || observed(&last),
     )?;
@@ -84,52 +86,53 @@ pub async fn rogue_reports_refused(h: Harness) -> CaseResult {
         &v,
         "no-token",
         "Unauthenticated",
-        "OSC-SEC-001",
+        Req::SEC_001,
         "a report without a token",
     )?;
     check_verdict(
         &v,
         "no-token-connect",
         "Unauthenticated",
-        "OSC-SEC-001",
+        Req::SEC_001,
         "ConnectSupervisor without a token",
     )?;
     check_verdict(
         &v,
         "no-token-exit",
         "Unauthenticated",
-        "OSC-SEC-001",
+        Req::SEC_001,
         "ReportMainProcessExit without a token",
     )?;
     check_verdict(
         &v,
         "other-sandbox",
         "PermissionDenied",
-        "OSC-SEC-002",
+        Req::SEC_002,
         "a report for another sandbox's id",
     )?;
     check_verdict(
         &v,
         "deleted-sandbox",
         "NotFound",
-        "OSC-SEC-003",
+        Req::SEC_003,
         "a report for a deleted sandbox's id",
     )?;
     check_verdict(
         &v,
         "unknown-sandbox",
         "NotFound",
-        "OSC-SEC-003",
+        Req::SEC_003,
         "a report for an unknown sandbox id",
     )?;
     let after = h
         .get(&other.name)
         .await
-        .map_err(|s| fail("OSC-SEC-002", "GetSandbox of the victim", status_text(&s)))?;
+        .map_err(|s| fail(Req::SEC_002, "GetSandbox of the victim", status_text(&s)))?;
     let after = Snapshot::of(&after);
     ensure(
-        after.phase == "Ready" && after.reason() == other_before.reason(),
-        "OSC-SEC-002",
+        after.is(Phase::Ready, ReadyReason::SupervisorConnected)
+            && after.reason() == other_before.reason(),
+        Req::SEC_002,
         "the victim sandbox to stay Ready, untouched by the rogue's report",
         || after.to_string(),
     )
@@ -227,35 +230,41 @@ pub fn leak_in(value: &str, token: Option<(&str, usize)>, known: &[String]) -> O
 /// OSC-SEC-004.
 pub async fn token_absent(h: Harness) -> CaseResult {
     let good = h
-        .create("tok", "good", CreateOpts::default(), "OSC-SEC-004")
+        .create("tok", "good", CreateOpts::default(), Req::SEC_004)
         .await?;
     let rogue = h
         .create(
             "tokrogue",
             "rogue-credentials",
             CreateOpts::default(),
-            "OSC-SEC-004",
+            Req::SEC_004,
         )
         .await?;
     // The rogue first: its verdict is the first Error event; whatever changes the record later is
     // OSC-ERR-003's business.
-    let rogue_last = h.wait_not_ready(&rogue, "OSC-SEC-004").await?;
-    h.wait_terminal(&good, "OSC-SEC-004").await?;
+    let rogue_last = h.wait_not_ready(&rogue, Req::SEC_004).await?;
+    h.wait_terminal(&good, Req::SEC_004).await?;
     let v = verdict(rogue_last.message());
     let token_hash = v.get("token-sha256").cloned().unwrap_or_default();
     let token_len: usize = v.get("token-len").and_then(|l| l.parse().ok()).unwrap_or(0);
     ensure(
         token_hash.len() == 16 && token_len > 0,
-        "OSC-SEC-004",
+        Req::SEC_004,
         "the rogue probe's verdict to carry token-sha256=<16 hex> token-len=<n>",
         || observed(&rogue_last),
     )?;
-    let mut responses: Vec<(String, Sandbox)> = Vec::new();
+    // The create responses first: the record as first stored, before any later change hides
+    // what its first version said.
+    let mut responses: Vec<(String, Sandbox)> = h
+        .create_responses()
+        .into_iter()
+        .map(|s| ("CreateSandbox".to_string(), s))
+        .collect();
     for c in [&good, &rogue] {
         let got = h
             .get(&c.name)
             .await
-            .map_err(|s| fail("OSC-SEC-004", "GetSandbox to succeed", status_text(&s)))?;
+            .map_err(|s| fail(Req::SEC_004, "GetSandbox to succeed", status_text(&s)))?;
         responses.push((format!("GetSandbox {}", c.name), got));
         let journal = Journal::default();
         let deadline =
@@ -269,7 +278,7 @@ pub async fn token_absent(h: Harness) -> CaseResult {
             |_| true,
         )
         .await
-        .map_err(|s| fail("OSC-SEC-004", "WatchSandbox to open", status_text(&s)))?;
+        .map_err(|s| fail(Req::SEC_004, "WatchSandbox to open", status_text(&s)))?;
         responses.extend(
             obs.events
                 .into_iter()
@@ -285,7 +294,7 @@ pub async fn token_absent(h: Harness) -> CaseResult {
     let listed = h
         .list(&selector)
         .await
-        .map_err(|s| fail("OSC-SEC-004", "ListSandboxes to succeed", status_text(&s)))?;
+        .map_err(|s| fail(Req::SEC_004, "ListSandboxes to succeed", status_text(&s)))?;
     responses.extend(listed.into_iter().map(|s| ("ListSandboxes".to_string(), s)));
     let known: Vec<String> = responses
         .iter()
@@ -304,7 +313,7 @@ pub async fn token_absent(h: Harness) -> CaseResult {
         for (path, value) in strings(sandbox) {
             if let Some(sign) = leak_in(&value, Some((&token_hash, token_len)), &known) {
                 return Err(fail(
-                    "OSC-SEC-004",
+                    Req::SEC_004,
                     "no token in any string field of the read APIs",
                     format!("{source}: {path} {sign}"),
                 ));

@@ -64,7 +64,7 @@ pub fn render(report: &RunReport) -> String {
                     escape(&c.message)
                 ));
             }
-            Outcome::Skipped => out.push_str(&format!(
+            Outcome::Skipped | Outcome::NotSupported => out.push_str(&format!(
                 "      <skipped message=\"{}\"/>\n",
                 escape(&c.message)
             )),

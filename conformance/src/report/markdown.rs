@@ -9,9 +9,20 @@ fn cell(s: &str) -> String {
 /// The Markdown text of a report.
 pub fn render(report: &RunReport) -> String {
     let s = report.summary();
+    let features: Vec<&str> = report.features.iter().map(|f| f.name()).collect();
     let mut out = format!(
-        "# OpenShell conformance run `{}`\n\n- driver: `{}`\n- gateway: `{}`\n- result: **{} passed, {} failed, {} skipped, {} xfail, {} xpass**\n\n",
-        report.run_id, report.driver, report.gateway, s.passed, s.failed, s.skipped, s.xfail, s.xpass
+        "# OpenShell conformance run `{}`\n\n- contract: SPEC.md version {}\n- driver: `{}`\n- gateway: `{}`\n- features judged: {}\n- result: **{} passed, {} failed, {} skipped, {} xfail, {} xpass, {} not supported**\n\n",
+        report.run_id,
+        crate::spec::requirements::version(),
+        report.driver,
+        report.gateway,
+        if features.is_empty() { "none".to_string() } else { features.join(", ") },
+        s.passed,
+        s.failed,
+        s.skipped,
+        s.xfail,
+        s.xpass,
+        s.not_supported
     );
     for note in &report.notes {
         out.push_str(&format!("> {}\n\n", cell(note)));
@@ -33,7 +44,11 @@ pub fn render(report: &RunReport) -> String {
         .filter(|c| {
             matches!(
                 c.result,
-                Outcome::Failed | Outcome::Xpass | Outcome::Skipped | Outcome::Xfail
+                Outcome::Failed
+                    | Outcome::Xpass
+                    | Outcome::Skipped
+                    | Outcome::Xfail
+                    | Outcome::NotSupported
             )
         })
         .collect();

@@ -8,14 +8,60 @@ pub mod json;
 pub mod junit;
 pub mod markdown;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use crate::check::Failure;
 use crate::expectations::{Entry, Expected};
+use crate::features::Feature;
 use crate::leaks::Resource;
-use crate::spec::Case;
+use crate::spec::{Case, Level, Req};
 use crate::Driver;
+
+/// A latency a case measured, reported with the case in milliseconds (`latencies_ms` in
+/// report.json, keyed by [`Latency::key`]). Measured from the suite's side of the API: from the
+/// request (or the watch event that showed a state) to the event or backend listing that showed
+/// the next one, so they include the suite's polling granularity (100 ms for backend listings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Latency {
+    /// From the watch event that showed `Error` to the first backend listing with nothing of the
+    /// sandbox left (OSC-CLEAN-001, OSC-CLEAN-004).
+    ErrorToBackendGone,
+    /// From the `DeleteSandbox` request to the first backend listing with nothing left
+    /// (OSC-CLEAN-002, OSC-CLEAN-004).
+    DeleteToBackendGone,
+    /// From the `CreateSandbox` request to the watch event that showed `Ready`.
+    CreateToReady,
+    /// From the `CreateSandbox` request to the watch event that showed `Error`.
+    CreateToError,
+}
+
+impl Latency {
+    /// Every latency, in report order.
+    pub const ALL: [Latency; 4] = [
+        Latency::ErrorToBackendGone,
+        Latency::DeleteToBackendGone,
+        Latency::CreateToReady,
+        Latency::CreateToError,
+    ];
+
+    /// The key in report.json (milliseconds).
+    pub fn key(self) -> &'static str {
+        match self {
+            Latency::ErrorToBackendGone => "error_to_backend_gone",
+            Latency::DeleteToBackendGone => "delete_to_backend_gone",
+            Latency::CreateToReady => "create_to_ready",
+            Latency::CreateToError => "create_to_error",
+        }
+    }
+}
+
+impl serde::Serialize for Latency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.key())
+    }
+}
 
 /// A case's result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -31,6 +77,9 @@ pub enum Outcome {
     Xfail,
     /// Passed although the expectations file says it fails.
     Xpass,
+    /// Not run: it needs a feature the run did not declare (named in the message).
+    #[serde(rename = "not-supported")]
+    NotSupported,
 }
 
 impl Outcome {
@@ -42,6 +91,7 @@ impl Outcome {
             Outcome::Skipped => "SKIP",
             Outcome::Xfail => "XFAIL",
             Outcome::Xpass => "XPASS",
+            Outcome::NotSupported => "N/S",
         }
     }
 }
@@ -53,6 +103,8 @@ pub struct CaseReport {
     pub id: String,
     /// The failed requirement, or the case's main one.
     pub requirement: String,
+    /// Every requirement the failure breaks (empty unless failed).
+    pub failed_requirements: Vec<String>,
     /// Every requirement the case covers.
     pub requirements: Vec<String>,
     /// core or extended.
@@ -67,9 +119,14 @@ pub struct CaseReport {
     pub message: String,
     /// The sandboxes the case created, as `name (id)`.
     pub sandboxes: Vec<String>,
+    /// What the case measured, in milliseconds.
+    pub latencies_ms: BTreeMap<Latency, u64>,
     /// The failure with history and logs, for diagnostics.
     #[serde(skip)]
     pub failure: Option<Failure>,
+    /// Why the case found the backend invisible (fails the run's leak audit too).
+    #[serde(skip)]
+    pub blind: Option<String>,
 }
 
 impl CaseReport {
@@ -77,16 +134,42 @@ impl CaseReport {
     pub fn from_case(case: &Case, driver: Driver, elapsed: Duration) -> CaseReport {
         CaseReport {
             id: case.id.clone(),
-            requirement: case.requirements.first().cloned().unwrap_or_default(),
-            requirements: case.requirements.clone(),
+            requirement: case
+                .requirements
+                .first()
+                .map(|r| r.id().to_string())
+                .unwrap_or_default(),
+            failed_requirements: Vec::new(),
+            requirements: case
+                .requirements
+                .iter()
+                .map(|r| r.id().to_string())
+                .collect(),
             level: case.level.name().to_string(),
             driver: driver.name().to_string(),
             result: Outcome::Passed,
             duration_ms: elapsed.as_millis() as u64,
             message: String::new(),
             sandboxes: Vec::new(),
+            latencies_ms: BTreeMap::new(),
             failure: None,
+            blind: None,
         }
+    }
+
+    /// A case that needs features the run did not declare.
+    pub fn not_supported(case: &Case, driver: Driver, missing: &[Feature]) -> CaseReport {
+        let mut r = CaseReport::from_case(case, driver, Duration::ZERO);
+        r.result = Outcome::NotSupported;
+        r.message = format!(
+            "not supported: needs the undeclared feature(s) {}",
+            missing
+                .iter()
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        r
     }
 
     /// A skipped case.
@@ -97,14 +180,31 @@ impl CaseReport {
         r
     }
 
-    /// The run-level leak audit as a case.
-    pub fn leak_audit(driver: Driver, left: &[Resource]) -> CaseReport {
-        let failed = !left.is_empty();
+    /// The run-level leak audit as a case: what it found left, or why it could not look (an
+    /// audit that could not list the backend fails; it never passes blind).
+    pub fn leak_audit(driver: Driver, audit: &Result<Vec<Resource>, String>) -> CaseReport {
+        let requirement = Req::CLEAN_002.id().to_string();
+        let message = match audit {
+            Ok(left) if left.is_empty() => String::new(),
+            Ok(left) => format!(
+                "{requirement}: expected nothing labelled with the run id after the run; observed {}",
+                left.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+            ),
+            Err(why) => format!(
+                "{requirement}: expected the run's backend resources to be listable; observed that the audit could not look: {why}"
+            ),
+        };
+        let failed = !message.is_empty();
         CaseReport {
             id: "leak-audit".into(),
-            requirement: "OSC-CLEAN-002".into(),
-            requirements: vec!["OSC-CLEAN-002".into()],
-            level: "core".into(),
+            requirement: requirement.clone(),
+            failed_requirements: if failed {
+                vec![requirement.clone()]
+            } else {
+                Vec::new()
+            },
+            requirements: vec![requirement],
+            level: Level::Core.name().into(),
             driver: driver.name().into(),
             result: if failed {
                 Outcome::Failed
@@ -112,16 +212,11 @@ impl CaseReport {
                 Outcome::Passed
             },
             duration_ms: 0,
-            message: if failed {
-                format!(
-                    "OSC-CLEAN-002: expected nothing labelled with the run id after the run; observed {}",
-                    left.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-                )
-            } else {
-                String::new()
-            },
+            message,
             sandboxes: Vec::new(),
+            latencies_ms: BTreeMap::new(),
             failure: None,
+            blind: None,
         }
     }
 
@@ -163,6 +258,8 @@ pub struct Counts {
     pub xfail: usize,
     /// Unexpected passes.
     pub xpass: usize,
+    /// Not run for want of a declared feature.
+    pub not_supported: usize,
 }
 
 /// A run's results.
@@ -182,6 +279,8 @@ pub struct RunReport {
     pub leaks: Vec<Resource>,
     /// Remarks (e.g. image build failures).
     pub notes: Vec<String>,
+    /// The features the run judged (declared, or every feature when none were declared).
+    pub features: Vec<Feature>,
 }
 
 impl RunReport {
@@ -195,6 +294,7 @@ impl RunReport {
             cases: Vec::new(),
             leaks: Vec::new(),
             notes: Vec::new(),
+            features: Feature::ALL.to_vec(),
         }
     }
 
@@ -208,6 +308,7 @@ impl RunReport {
                 Outcome::Skipped => c.skipped += 1,
                 Outcome::Xfail => c.xfail += 1,
                 Outcome::Xpass => c.xpass += 1,
+                Outcome::NotSupported => c.not_supported += 1,
             }
         }
         c
@@ -238,8 +339,8 @@ impl RunReport {
         }
         let s = self.summary();
         out.push_str(&format!(
-            "{} passed, {} failed, {} skipped, {} xfail, {} xpass (driver {}, run {})\n",
-            s.passed, s.failed, s.skipped, s.xfail, s.xpass, self.driver, self.run_id
+            "{} passed, {} failed, {} skipped, {} xfail, {} xpass, {} not supported (driver {}, run {})\n",
+            s.passed, s.failed, s.skipped, s.xfail, s.xpass, s.not_supported, self.driver, self.run_id
         ));
         out
     }
@@ -269,7 +370,10 @@ mod tests {
             duration_ms: 1,
             message: String::new(),
             sandboxes: Vec::new(),
+            latencies_ms: BTreeMap::new(),
             failure: None,
+            blind: None,
+            failed_requirements: Vec::new(),
         }
     }
 
@@ -326,10 +430,23 @@ mod tests {
     }
 
     #[test]
+    fn a_leak_audit_that_could_not_look_fails_with_the_reason() {
+        let blind = CaseReport::leak_audit(Driver::Docker, &Err("engine unreachable".into()));
+        assert_eq!(blind.result, Outcome::Failed);
+        assert!(
+            blind.message.contains("could not look: engine unreachable"),
+            "{}",
+            blind.message
+        );
+        let clean = CaseReport::leak_audit(Driver::Docker, &Ok(Vec::new()));
+        assert_eq!(clean.result, Outcome::Passed);
+    }
+
+    #[test]
     fn the_summary_table_ends_with_the_counts() {
         let table = report(&[Outcome::Passed, Outcome::Failed, Outcome::Skipped]).table();
         assert!(
-            table.contains("1 passed, 1 failed, 1 skipped, 0 xfail, 0 xpass"),
+            table.contains("1 passed, 1 failed, 1 skipped, 0 xfail, 0 xpass, 0 not supported"),
             "{table}"
         );
     }

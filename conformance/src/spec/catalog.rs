@@ -6,8 +6,10 @@ use futures::future::BoxFuture;
 use openshell_fixtures::{Catalog, Fixture};
 
 use crate::check::CaseResult;
+use crate::features::Feature;
 use crate::harness::Harness;
-use crate::spec::requirements::{self, Level};
+use crate::spec::requirements::Level;
+use crate::spec::Req;
 use crate::Driver;
 
 /// A named case's body.
@@ -37,11 +39,13 @@ pub struct Case {
     /// Stable id, e.g. `fixture-stale-policy` or `error-never-overwritten`.
     pub id: String,
     /// The requirements it covers; the first is the one a failure names unless the body says.
-    pub requirements: Vec<String>,
+    pub requirements: Vec<Req>,
     /// `extended` if any requirement is, else `core`.
     pub level: Level,
     /// The lanes it applies to.
     pub drivers: Vec<Driver>,
+    /// The features it needs (none for a core case).
+    pub features: Vec<Feature>,
     /// One line for `list`.
     pub summary: String,
     /// What it runs.
@@ -64,19 +68,34 @@ const FIXTURE_LANES: &[Driver] = &[
     Driver::K3s,
 ];
 
-/// The requirements a fixture's outcome shows, beside `OSC-API-009` (every fixture's).
-pub fn fixture_requirements(name: &str) -> &'static [&'static str] {
+/// The requirements a fixture's outcome shows, beside `OSC-API-009` (every fixture's). A fixture
+/// case that fails names all of them (and OSC-API-009): the outcome is one observation of each.
+pub fn fixture_requirements(name: &str) -> &'static [Req] {
     match name {
-        "good" => &["OSC-READY-001", "OSC-BOOT-005"],
-        "stale-policy" | "malformed-policy" => &["OSC-ERR-001"],
-        "missing-user" => &["OSC-ERR-002"],
-        "boot-ok" => &["OSC-BOOT-001"],
-        "boot-fail" => &["OSC-BOOT-002"],
-        "boot-noexec" => &["OSC-BOOT-003"],
-        "boot-hang" => &["OSC-BOOT-004"],
-        "main-exits" => &["OSC-READY-002"],
-        "workload-probe" => &["OSC-SEC-005"],
-        "no-session" => &["OSC-READY-003"],
+        "good" => &[Req::READY_001, Req::BOOT_005],
+        "stale-policy" | "malformed-policy" => &[Req::ERR_001],
+        "missing-user" => &[Req::ERR_002],
+        "boot-ok" => &[Req::BOOT_001],
+        "boot-fail" => &[Req::BOOT_002],
+        "boot-noexec" => &[Req::BOOT_003],
+        "boot-hang" => &[Req::BOOT_004],
+        "main-exits" => &[Req::READY_002],
+        "workload-probe" => &[Req::SEC_005],
+        "no-session" => &[Req::READY_003],
+        "rogue-session" => &[Req::READY_004],
+        "rogue-hygiene" => &[Req::HYG_001],
+        "rogue-credentials" => &[Req::SEC_001],
+        _ => &[],
+    }
+}
+
+/// The features a fixture's case needs: the rogue probes must be the image's entrypoint, the
+/// hanging hook needs the hook timeout. (The core fixtures `no-session` and `rogue-session` need
+/// the entrypoint too, but a core rule cannot be declared away.)
+pub fn fixture_features(name: &str) -> &'static [Feature] {
+    match name {
+        "rogue-hygiene" | "rogue-credentials" => &[Feature::ImageEntrypoint],
+        "boot-hang" => &[Feature::BootHookTimeout],
         _ => &[],
     }
 }
@@ -104,40 +123,34 @@ pub fn fixture_env(driver: Driver) -> Vec<(String, String)> {
     }
 }
 
-fn level_of(ids: &[String]) -> Level {
-    let known = requirements::all();
-    ids.iter()
-        .filter_map(|id| known.iter().find(|r| &r.id == id))
-        .map(|r| r.level)
-        .max()
-        .unwrap_or(Level::Core)
+fn level_of(ids: &[Req]) -> Level {
+    ids.iter().map(|r| r.level()).max().unwrap_or(Level::Core)
 }
 
 /// Every case: one per fixture of `fixtures`, then the named cases.
 pub fn all(fixtures: &Catalog) -> Vec<Case> {
     let mut cases = Vec::new();
     for fixture in fixtures.fixtures() {
-        let mut reqs: Vec<String> = fixture_requirements(&fixture.name)
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        reqs.push("OSC-API-009".to_string());
+        let mut reqs: Vec<Req> = fixture_requirements(&fixture.name).to_vec();
+        reqs.push(Req::API_009);
         cases.push(Case {
             id: format!("fixture-{}", fixture.name),
             level: level_of(&reqs),
             requirements: reqs,
             drivers: fixture_lanes(&fixture.name),
+            features: fixture_features(&fixture.name).to_vec(),
             summary: format!("{}: {}", fixture.name, fixture.description),
             body: Body::Fixture(Box::new(fixture.clone())),
         });
     }
     for named in crate::cases::named() {
-        let reqs: Vec<String> = named.requirements.iter().map(|s| s.to_string()).collect();
+        let reqs: Vec<Req> = named.requirements.to_vec();
         cases.push(Case {
             id: named.id.to_string(),
             level: level_of(&reqs),
             requirements: reqs,
             drivers: named.drivers.to_vec(),
+            features: named.features.to_vec(),
             summary: named.summary.to_string(),
             body: Body::Fn(named.body),
         });
@@ -159,7 +172,7 @@ pub fn matches(case: &Case, pattern: &str) -> bool {
             if let Some(level) = p.strip_prefix("level:") {
                 return case.level.name() == level;
             }
-            if case.requirements.iter().any(|r| r == p) {
+            if case.requirements.iter().any(|r| r.id() == p) {
                 return true;
             }
             glob(p, &case.id)
@@ -203,7 +216,7 @@ mod tests {
                 .iter()
                 .find(|c| c.id == format!("fixture-{}", fixture.name))
                 .unwrap();
-            assert!(case.requirements.contains(&"OSC-API-009".to_string()));
+            assert!(case.requirements.contains(&Req::API_009));
         }
     }
 
@@ -223,6 +236,18 @@ mod tests {
         assert!(matches(stale, "nothing,stale"));
         assert!(matches(stale, "=fixture-stale-policy"));
         assert!(!matches(stale, "=fixture-stale"));
+    }
+
+    #[test]
+    fn no_core_case_needs_a_feature() {
+        for case in all(&Catalog::load_default().unwrap()) {
+            assert!(
+                case.level == Level::Extended || case.features.is_empty(),
+                "core case {} needs {:?}: a seed's rule cannot be declared away",
+                case.id,
+                case.features
+            );
+        }
     }
 
     #[test]

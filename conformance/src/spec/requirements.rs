@@ -146,6 +146,18 @@ fn parse_heading(line: usize, heading: &str, group: &str) -> Result<Requirement>
     })
 }
 
+/// The contract version of a SPEC.md text: the number on its `Contract version: **N**` line.
+pub fn parse_version(text: &str) -> Option<u32> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Contract version:"))
+        .and_then(|v| v.trim().trim_matches('*').parse().ok())
+}
+
+/// The contract version of the compiled-in SPEC.md (report.json's `spec_version`).
+pub fn version() -> u32 {
+    parse_version(SPEC_MD).expect("conformance/SPEC.md states its contract version")
+}
+
 /// The requirements of the compiled-in SPEC.md.
 pub fn all() -> Vec<Requirement> {
     parse(SPEC_MD).expect("conformance/SPEC.md is checked by the tests of this module")
@@ -168,6 +180,13 @@ mod tests {
             assert!(!r.text.is_empty(), "{} has no text", r.id);
             assert!(!r.group.is_empty(), "{} has no group", r.id);
         }
+    }
+
+    #[test]
+    fn the_shipped_spec_states_its_version() {
+        assert!(version() >= 2);
+        assert_eq!(parse_version("# T\n\nContract version: **7**\n"), Some(7));
+        assert_eq!(parse_version("# T\n"), None);
     }
 
     #[test]

@@ -77,10 +77,11 @@ async fn stand_in(
         command: command.iter().map(|s| s.to_string()).collect(),
         env: BTreeMap::from([("STANDIN".to_string(), "yes".to_string())]),
         expect: Expectation {
-            phase: "error".into(),
-            reason: "ProcessExited".into(),
+            phase: openshell_fixtures::ExpectedPhase::Error,
+            reason: openshell_proto::ReadyReason::ProcessExited,
             message: None,
             exit_code: None,
+            ready_first: false,
         },
     };
     Ok(images::build_image(&catalog, &fixture, &busybox_inputs(), docker).await?)

@@ -71,7 +71,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use openshell_driver::{ComputeDriver, DriverError, EventSender, SandboxRequest};
+use openshell_driver::{mutants, ComputeDriver, DriverError, EventSender, SandboxRequest};
 use openshell_fixtures::{Catalog, Inputs};
 
 pub use residue::{scan as residue, Residue, SandboxProcess};
@@ -222,6 +222,10 @@ impl ProcessDriver {
         let request = request.clone();
         let blocking = tokio::task::spawn_blocking(move || {
             let fixture = image::resolve(&catalog, &inputs, &request.image).map_err(|e| {
+                if mutants::active("image-missing-create-failed") {
+                    // Every preparation failure lumped together as a create failure.
+                    return DriverError::CreateFailed(format!("preparing the root: {e}"));
+                }
                 DriverError::ImageNotFound {
                     image: request.image.clone(),
                     detail: e.to_string(),
@@ -233,8 +237,13 @@ impl ProcessDriver {
             remove_root(&root, &labels).map_err(|e| failed("removing a stale root", &e))?;
             openshell_fixtures::assemble(&catalog, fixture, &inputs, &root)
                 .map_err(|e| failed("assembling the root", &e))?;
-            let json = serde_json::to_vec_pretty(&request.labels)
-                .map_err(|e| failed("encoding labels", &e))?;
+            let mut written = request.labels.clone();
+            if mutants::active("unlabelled") {
+                // Only the driver's own label written, the request's run label dropped.
+                written.retain(|k, _| k == openshell_proto::labels::SANDBOX_ID);
+            }
+            let json =
+                serde_json::to_vec_pretty(&written).map_err(|e| failed("encoding labels", &e))?;
             std::fs::write(&labels, json)
                 .map_err(|e| failed(&format!("writing {}", labels.display()), &e))?;
             Ok(Prepared {
@@ -347,6 +356,10 @@ impl ComputeDriver for ProcessDriver {
             return Ok(false);
         }
         let mut removed = false;
+        if mutants::active("slow-teardown") {
+            // A fixed "grace period" before the sandbox is stopped.
+            tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+        }
         if let Some(handle) = self.take_handle(sandbox_id) {
             removed = handle.is_running();
             handle
@@ -357,6 +370,10 @@ impl ComputeDriver for ProcessDriver {
         let root = self.root_of(sandbox_id);
         removed |= kill_strays(&root).await?;
         let labels = self.labels_of(sandbox_id);
+        if mutants::active("delete-leaves-root") {
+            // The processes are killed, the root directory forgotten.
+            return Ok(removed);
+        }
         let cleaned = tokio::task::spawn_blocking(move || remove_root(&root, &labels))
             .await
             .map_err(|e| DriverError::Unavailable(format!("removing the root: {e}")))?

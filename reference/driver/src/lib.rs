@@ -7,7 +7,8 @@
 //!
 //! Layout: this one file. [`ComputeDriver`] is the trait; [`DriverError`] the errors, each of
 //! which names the `Ready` reason it maps to ([`DriverError::reason`]); [`EventSender`] the
-//! channel a driver is constructed with.
+//! channel a driver is constructed with. [`mutants`] selects the deliberately broken behaviours
+//! of a `mutants` build (gateway and drivers share it).
 
 use std::collections::BTreeMap;
 
@@ -132,6 +133,31 @@ pub trait ComputeDriver: Send + Sync + 'static {
 
     /// Whether a backend resource for the sandbox still exists (asked at gateway start).
     async fn exists(&self, sandbox_id: &str) -> Result<bool>;
+}
+
+/// Deliberately broken behaviours, the proof that the conformance suite can fail: compiled in
+/// only with the cargo feature `mutants` (never a default build), chosen at run time by
+/// `OPENSHELL_MUTANT=<name>`. The gateway and the drivers ask [`mutants::active`].
+pub mod mutants {
+    /// The environment variable that selects a mutant.
+    pub const ENV: &str = "OPENSHELL_MUTANT";
+
+    /// The selected mutant, if this is a mutants build and one is selected.
+    #[cfg(feature = "mutants")]
+    pub fn selected() -> Option<String> {
+        std::env::var(ENV).ok().filter(|m| !m.is_empty())
+    }
+
+    /// The selected mutant: never, in a default build.
+    #[cfg(not(feature = "mutants"))]
+    pub fn selected() -> Option<String> {
+        None
+    }
+
+    /// Whether mutant `name` is active.
+    pub fn active(name: &str) -> bool {
+        selected().as_deref() == Some(name)
+    }
 }
 
 #[cfg(test)]

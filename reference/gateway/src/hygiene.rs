@@ -17,6 +17,9 @@ pub fn sanitize(message: &str) -> String {
     if crate::mutants::active("raw-messages") {
         return truncate(message, MAX_MESSAGE_BYTES);
     }
+    if crate::mutants::active("no-truncate") {
+        return escape_controls(message);
+    }
     truncate(&escape_controls(message), MAX_MESSAGE_BYTES)
 }
 

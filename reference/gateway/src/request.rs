@@ -32,7 +32,7 @@ pub fn admit(request: CreateSandboxRequest, endpoint: &str) -> Result<Admitted> 
         .spec
         .ok_or_else(|| GatewayError::InvalidArgument("`spec` is required".into()))?;
     let template = spec.template.clone().unwrap_or_default();
-    if template.image.trim().is_empty() {
+    if template.image.trim().is_empty() && !mutants::active("empty-image-accepted") {
         return Err(GatewayError::InvalidArgument(
             "spec.template.image is required, e.g. openshell-fixture/good:<hash>".into(),
         ));
@@ -66,6 +66,17 @@ pub fn admit(request: CreateSandboxRequest, endpoint: &str) -> Result<Admitted> 
         spec: Some(spec.clone()),
         status: Some(transitions::initial_status(&name)),
     };
+    let mut sandbox = sandbox;
+    if mutants::active("token-in-status") {
+        // A "helpful" debug message that carries the credential.
+        if let Some(c) = sandbox
+            .status
+            .as_mut()
+            .and_then(|s| s.conditions.first_mut())
+        {
+            c.message = format!("waiting for the supervisor session (credential {token})");
+        }
+    }
     let mut environment: BTreeMap<String, String> =
         template.environment.clone().into_iter().collect();
     environment.extend(spec.environment.clone());
@@ -108,6 +119,9 @@ const RESERVED_ENV: &[&str] = &[
 ];
 
 fn validate_name(name: &str) -> Result<()> {
+    if mutants::active("lenient-names") && !name.is_empty() {
+        return Ok(());
+    }
     let valid = name.len() <= 63
         && !name.is_empty()
         && name

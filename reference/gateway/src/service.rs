@@ -104,8 +104,11 @@ impl OpenShell for GatewayService {
         let stream = async_stream::try_stream! {
             use sandbox_stream_event::Payload;
             let mut events = sub.events;
+            let stop = stop && !crate::mutants::active("watch-ignores-stop");
             let first_ends = stop && ends_watch(&sub.snapshot);
-            yield SandboxStreamEvent { payload: Some(Payload::Sandbox(sub.snapshot)) };
+            if !crate::mutants::active("watch-no-snapshot") {
+                yield SandboxStreamEvent { payload: Some(Payload::Sandbox(sub.snapshot)) };
+            }
             if follow_logs {
                 for line in sub.tail {
                     yield SandboxStreamEvent { payload: Some(Payload::Log((*line).clone())) };

@@ -15,6 +15,7 @@ use openshell_proto::v1::{
 use openshell_proto::{conditions, reasons};
 
 use crate::hygiene::sanitize;
+use crate::mutants;
 
 /// The phase of a record.
 pub fn phase(sandbox: &Sandbox) -> SandboxPhase {
@@ -56,15 +57,26 @@ pub fn session_connected(
     if is_terminal(sandbox) {
         return false;
     }
+    if mutants::active("no-repromote")
+        && ready_condition(sandbox).is_some_and(|c| c.reason == reasons::SUPERVISOR_DISCONNECTED)
+    {
+        // Promotes only a sandbox that is starting, never one that lost its session.
+        return false;
+    }
     let before = sandbox.clone();
     let status = status_mut(sandbox);
     status.set_phase(SandboxPhase::Ready);
     status.main_process_instance_id = instance_id.to_string();
+    let connected = if mutants::active("ready-wrong-reason") {
+        "DependenciesReady"
+    } else {
+        reasons::SUPERVISOR_CONNECTED
+    };
     set_condition(
         status,
         conditions::READY,
         true,
-        reasons::SUPERVISOR_CONNECTED,
+        connected,
         "supervisor session connected",
     );
     if degraded.is_empty() {
@@ -86,6 +98,19 @@ pub fn session_connected(
 
 /// The current supervisor session ended: back to Provisioning.
 pub fn session_ended(sandbox: &mut Sandbox) -> bool {
+    if mutants::active("demote-error") && phase(sandbox) == SandboxPhase::Error {
+        // The terminal guard forgotten on the disconnect path.
+        let status = status_mut(sandbox);
+        status.set_phase(SandboxPhase::Provisioning);
+        set_condition(
+            status,
+            conditions::READY,
+            false,
+            reasons::SUPERVISOR_DISCONNECTED,
+            "supervisor session ended",
+        );
+        return true;
+    }
     demote(sandbox, "supervisor session ended")
 }
 
@@ -126,7 +151,8 @@ pub fn supervisor_error(sandbox: &mut Sandbox, stage: &str, message: &str) -> bo
 
 /// The main process ended, reported by the supervisor or seen by the driver, whichever first.
 pub fn process_exited(sandbox: &mut Sandbox, exit_code: i32, message: &str) -> bool {
-    fail(sandbox, reasons::PROCESS_EXITED, message, Some(exit_code))
+    let code = (!mutants::active("exit-code-dropped")).then_some(exit_code);
+    fail(sandbox, reasons::PROCESS_EXITED, message, code)
 }
 
 /// The main process ended and nobody could learn its exit code (the message says why).
@@ -150,7 +176,7 @@ pub fn deleting(sandbox: &mut Sandbox) -> bool {
         status,
         conditions::READY,
         false,
-        "Deleting",
+        reasons::DELETING,
         "sandbox is being deleted",
     );
     true

@@ -120,6 +120,25 @@ impl Config {
 impl Settings {
     fn from_lookup(lookup: &impl Fn(&str) -> Option<String>, args: &[String]) -> Result<Settings> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        if crate::mutants::active("lenient-config") {
+            // Whatever does not parse is dropped for the default.
+            let lenient = |v: Option<String>, f: fn(&str) -> bool| v.filter(|v| f(v));
+            let skip = get(env::SKIP_BOOTSTRAP).unwrap_or_default();
+            let known: Vec<&str> = skip
+                .split(',')
+                .map(str::trim)
+                .filter(|i| skip_list(i).is_ok())
+                .collect();
+            return Ok(Settings {
+                command: main_command(get(env::MAIN_PROCESS_SPEC).as_deref(), args)?,
+                best_effort: lenient(get(env::BEST_EFFORT_FAILURES), |v| truthy(v).is_ok())
+                    .is_some_and(|v| truthy(&v).unwrap_or(false)),
+                skip: skip_list(&known.join(",")).unwrap_or_default(),
+                hook_timeout: lenient(get(env::BOOT_HOOK_TIMEOUT), |v| hook_timeout(v).is_ok())
+                    .and_then(|v| hook_timeout(&v).ok())
+                    .unwrap_or(DEFAULT_HOOK_TIMEOUT),
+            });
+        }
         Ok(Settings {
             command: main_command(get(env::MAIN_PROCESS_SPEC).as_deref(), args)?,
             best_effort: get(env::BEST_EFFORT_FAILURES)
@@ -158,6 +177,10 @@ pub fn main_command(spec: Option<&str>, args: &[String]) -> Result<Vec<String>> 
             );
         }
         return Ok(spec.command);
+    }
+    if crate::mutants::active("argv-ignored") {
+        // The image's command ignored for a built-in long-lived default.
+        return Ok(vec!["/bin/sleep".into(), "2147483647".into()]);
     }
     if args.is_empty() {
         return Err(ConfigError::NoMainProcess);

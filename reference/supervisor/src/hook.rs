@@ -137,12 +137,31 @@ pub async fn run(
     timeout: Duration,
 ) -> Result<Outcome> {
     let shown = path.display().to_string();
+    let timeout = if crate::mutants::active("hook-no-timeout") {
+        Duration::from_secs(86_400)
+    } else {
+        timeout
+    };
+    if std::fs::symlink_metadata(path).is_err() && crate::mutants::active("hook-missing-fatal") {
+        return Err(HookError::Spawn(SpawnError::Exec {
+            program: shown,
+            what: "not found".into(),
+            errno: crate::sys::Errno::ENOENT,
+        }));
+    }
     if std::fs::symlink_metadata(path).is_err() {
         tracing::info!("no boot hook at {shown}; skipping");
         return Ok(Outcome::Missing);
     }
     tracing::info!("running boot hook {shown} (timeout {}s)", fmt_secs(timeout));
-    let spawned = spawner.spawn(std::slice::from_ref(&shown), true)?;
+    let spawned = match spawner.spawn(std::slice::from_ref(&shown), true) {
+        Err(SpawnError::Exec { errno, .. })
+            if errno == crate::sys::Errno::EACCES && crate::mutants::active("hook-sh-fallback") =>
+        {
+            spawner.spawn(&["/bin/sh".to_string(), shown.clone()], true)?
+        }
+        other => other?,
+    };
     let tail = Arc::new(Mutex::new(Tail::default()));
     let drained = spawned.stderr.map(|fd| collect(fd, tail.clone()));
     let exit = tokio::time::timeout(timeout, reaper.wait(spawned.pid)).await;

@@ -14,11 +14,13 @@
 //! - [`hook`]: the boot hook with its timeout and stderr tail (BOOT_HOOK);
 //! - [`reaper`]: PID 1's zombie reaping and exit statuses;
 //! - [`session`]: the gateway client: session, heartbeats, reports (GATEWAY);
-//! - [`startup`]: the sequence; [`sys`]: every syscall, the only `unsafe` code.
+//! - [`startup`]: the sequence; [`sys`]: every syscall, the only `unsafe` code;
+//! - [`mutants`]: deliberately broken behaviours of a `mutants` build (never default).
 
 pub mod config;
 pub mod hook;
 pub mod identity;
+pub mod mutants;
 pub mod netns;
 pub mod policy;
 pub mod reaper;

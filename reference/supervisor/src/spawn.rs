@@ -112,7 +112,7 @@ pub fn child_env(
 ) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = vars
         .filter(|(k, _)| {
-            k != openshell_proto::env::SANDBOX_TOKEN
+            (k != openshell_proto::env::SANDBOX_TOKEN || crate::mutants::active("token-inherited"))
                 && !["HOME", "USER", "LOGNAME"].contains(&k.to_str().unwrap_or(""))
         })
         .collect();
@@ -157,6 +157,8 @@ impl Spawner {
             self.identity.groups.clone(),
         );
         let programs = self.seccomp.clone().unwrap_or_default();
+        // Mutant `hook-as-root`: the hook (the one spawn that captures stderr) keeps root.
+        let keep_root = capture_stderr && crate::mutants::active("hook-as-root");
         let pre_exec = move || -> std::io::Result<()> {
             let fail = |step: u8, e: Errno| {
                 sys::write_all(step_fd, &[step]);
@@ -166,7 +168,9 @@ impl Spawner {
             if let Some(fd) = netns_fd {
                 sys::setns_net(fd).map_err(|e| fail(STEP_NETNS, e))?;
             }
-            drop_privileges(uid, gid, &groups).map_err(|e| fail(STEP_PRIVILEGES, e))?;
+            if !keep_root {
+                drop_privileges(uid, gid, &groups).map_err(|e| fail(STEP_PRIVILEGES, e))?;
+            }
             for p in &programs {
                 seccompiler::apply_filter(p).map_err(|e| fail(STEP_SECCOMP, seccomp_errno(&e)))?;
             }

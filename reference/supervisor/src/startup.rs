@@ -34,6 +34,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::config::{Config, Settings, Subsystem};
 use crate::hook;
 use crate::identity;
+use crate::mutants;
 use crate::netns::Netns;
 use crate::policy::{self, Policy};
 use crate::reaper::Reaper;
@@ -98,7 +99,13 @@ pub async fn run(cfg: Config) -> i32 {
 async fn supervise(cfg: Config, gateway: &Arc<Gateway>, instance_id: &str) -> Result<i32, Failure> {
     // [1] CONFIG, the reportable part: id, endpoint and token were checked in main (nobody to
     //     tell without them); from here on every failure reaches the gateway.
-    let settings = cfg.rest.map_err(|e| fail(Stage::Config, e))?;
+    let mut settings = cfg.rest.map_err(|e| fail(Stage::Config, e))?;
+    if mutants::active("best-effort-ignored") {
+        settings.best_effort = false;
+    }
+    if mutants::active("skip-ignored") {
+        settings.skip.clear();
+    }
     // [2] Reaper before anything is spawned: we are PID 1, every child is waited for through it.
     let reaper = Reaper::start().map_err(|e| fail(Stage::Other, e))?;
     // Handlers now: as PID 1, a SIGTERM without a handler would be dropped (docker stop).
@@ -108,12 +115,14 @@ async fn supervise(cfg: Config, gateway: &Arc<Gateway>, instance_id: &str) -> Re
     }
     // [3] POLICY before IDENTITY: the identity is a policy field. Broken = fatal in every mode.
     let loaded = policy::load(Path::new(openshell_proto::POLICY_PATH));
-    // Mutant `policy-fallback` (feature `mutants` only): upstream's old bug, a broken policy
-    // silently replaced by the default. The conformance suite must catch it.
-    #[cfg(feature = "mutants")]
+    // Mutants (feature `mutants` only): upstream's old bug, a broken policy silently replaced by
+    // the default; and best-effort mode stretched to cover the policy. The suite must catch both.
     let loaded = match loaded {
-        Err(e) if std::env::var("OPENSHELL_MUTANT").as_deref() == Ok("policy-fallback") => {
-            tracing::debug!("mutant policy-fallback swallows: {e}");
+        Err(e)
+            if mutants::active("policy-fallback")
+                || (settings.best_effort && mutants::active("best-effort-policy")) =>
+        {
+            tracing::debug!("mutant swallows: {e}");
             Ok(None)
         }
         other => other,
@@ -129,8 +138,17 @@ async fn supervise(cfg: Config, gateway: &Arc<Gateway>, instance_id: &str) -> Re
         }
     };
     // [4] IDENTITY before touching the kernel: an image-contract error is reported as such.
-    let identity = identity::resolve(Path::new("/"), policy.run_as_user(), policy.run_as_group())
-        .map_err(|e| fail(Stage::Identity, e))?;
+    let identity =
+        match identity::resolve(Path::new("/"), policy.run_as_user(), policy.run_as_group()) {
+            Err(_) if mutants::active("identity-fallback") => identity::Identity {
+                user: "nobody".into(),
+                uid: 65534,
+                gid: 65534,
+                groups: vec![65534],
+                home: "/".into(),
+            },
+            other => other.map_err(|e| fail(Stage::Identity, e))?,
+        };
     // [5] NETNS before the prelude (the prelude blocks unshare). [6] SUPERVISOR_SECCOMP before
     //     anything image-controlled runs; WORKLOAD_SECCOMP tried now so a refusal fails at its
     //     own stage, not mid-spawn. All three obey OPENSHELL_SKIP_BOOTSTRAP / best-effort.
@@ -154,7 +172,18 @@ async fn supervise(cfg: Config, gateway: &Arc<Gateway>, instance_id: &str) -> Re
         seccomp::try_workload(&programs)
             .map_err(|e| (e.detail(), fail(Stage::WorkloadSeccomp, e)))?;
         Ok(programs)
-    })?;
+    })?
+    .filter(|_| !mutants::active("no-workload-seccomp"));
+    if mutants::active("degraded-unreported") {
+        degraded.clear();
+    }
+    if mutants::active("degraded-spurious") && degraded.is_empty() {
+        degraded.push(DegradedSubsystem {
+            subsystem: Subsystem::Netns.name().into(),
+            mode: "skipped".into(),
+            detail: String::new(),
+        });
+    }
     let spawner = Spawner {
         netns,
         env: child_env(std::env::vars_os(), &identity),
@@ -163,21 +192,39 @@ async fn supervise(cfg: Config, gateway: &Arc<Gateway>, instance_id: &str) -> Re
         reaper: reaper.clone(),
     };
     // [7] BOOT_HOOK before the main process it prepares (seed 001), through the same spawn path.
-    hook::run(
+    //     (Mutant `hook-concurrent` starts the main process first.)
+    let early = if mutants::active("hook-concurrent") {
+        Some(
+            spawner
+                .spawn(&settings.command, false)
+                .map_err(|e| fail(e.stage(Stage::Spawn), e))?,
+        )
+    } else {
+        None
+    };
+    let hooked = hook::run(
         &spawner,
         &reaper,
         Path::new(openshell_proto::BOOT_HOOK_PATH),
         settings.hook_timeout,
     )
-    .await
-    .map_err(|e| match e {
-        hook::HookError::Spawn(s) => fail(s.stage(Stage::BootHook), s),
-        other => fail(Stage::BootHook, other),
-    })?;
+    .await;
+    match hooked {
+        Err(hook::HookError::Failed { .. }) if mutants::active("hook-failure-ignored") => {}
+        other => {
+            other.map_err(|e| match e {
+                hook::HookError::Spawn(s) => fail(s.stage(Stage::BootHook), s),
+                other => fail(Stage::BootHook, other),
+            })?;
+        }
+    }
     // [8] SPAWN, then GATEWAY: the session means Ready, so it opens once the workload runs.
-    let main = spawner
-        .spawn(&settings.command, false)
-        .map_err(|e| fail(e.stage(Stage::Spawn), e))?;
+    let main = match early {
+        Some(main) => main,
+        None => spawner
+            .spawn(&settings.command, false)
+            .map_err(|e| fail(e.stage(Stage::Spawn), e))?,
+    };
     tracing::info!(pid = main.pid, command = ?settings.command, "main process started");
     let hello = SupervisorHello {
         sandbox_id: cfg.sandbox_id.clone(),
@@ -231,6 +278,7 @@ fn enforce<T>(
     }
     match attempt() {
         Ok(v) => Ok(Some(v)),
+        Err(_) if which == Subsystem::Netns && mutants::active("netns-failure-ignored") => Ok(None),
         Err((detail, failure)) if settings.best_effort => {
             tracing::warn!(
                 "{} failed and is tolerated (best-effort mode): {}",

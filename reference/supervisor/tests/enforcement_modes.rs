@@ -168,7 +168,7 @@ async fn supervisor_already_at_the_target_ids_skips_the_privilege_drop() {
         command: Some(vec![
             "/bin/sh".into(),
             "-c".into(),
-            "test \"$(cat /tmp/boot-marker)\" = 1000 && test \"$(id -u):$(id -g)\" = 1000:1000"
+            "grep -qx uid=1000/1000 /tmp/boot-record && test \"$(id -u):$(id -g)\" = 1000:1000"
                 .into(),
         ]),
         as_ids: Some((1000, 1000)),

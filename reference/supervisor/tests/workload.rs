@@ -94,41 +94,57 @@ async fn workload_probe_sees_own_netns_with_only_lo_seccomp_sandbox_identity_and
     );
 }
 
+/// `openshell-probe hook-check /tmp/boot-record` without its hold (the fixture's command holds 4 s).
+fn hook_check() -> Launch {
+    let _ = probe_path();
+    Launch {
+        command: Some(
+            [
+                "/usr/local/bin/openshell-probe",
+                "hook-check",
+                "/tmp/boot-record",
+                "--hold",
+                "0",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
 async fn boot_hook_runs_as_the_workload_identity_before_the_child_and_again_on_restart() {
     let root = Root::assemble("boot-ok");
-    let launch = probe(&["--marker", "/tmp/boot-marker"]);
-    let first = run_to_exit(&root, &launch, 0).await;
+    let first = run_to_exit(&root, &hook_check(), 0).await;
     assert!(
-        first.contains("ok   boot-marker: /tmp/boot-marker written by uid 1000"),
+        first.contains("hook-check ok: the hook finished")
+            && first.contains("credentials (1000/1000)"),
         "{first}"
     );
-    // Second start on the same root: a stale marker must be rewritten by the hook.
-    std::fs::write(root.path().join("tmp/boot-marker"), "stale\n").unwrap();
-    let second = run_to_exit(&root, &launch, 0).await;
+    // Second start on the same root: a stale record must be rewritten by the hook.
+    std::fs::write(
+        root.path().join("tmp/boot-record"),
+        "uid=0/0\nfinished_unix_ns=0\n",
+    )
+    .unwrap();
+    let second = run_to_exit(&root, &hook_check(), 0).await;
     assert!(
         second.contains("running boot hook /etc/openshell/boot.sh"),
         "{second}"
     );
     assert!(
-        second.contains("ok   boot-marker"),
+        second.contains("hook-check ok"),
         "the hook did not run again:\n{second}"
     );
 }
 
 #[tokio::test]
-async fn boot_ok_fixture_default_command_checks_the_marker_itself() {
-    // The fixture's own command exits 42 unless the hook wrote its uid; keep it short-lived.
+async fn boot_ok_fixture_default_command_checks_the_hook_record_itself() {
+    // The fixture's own command: hook-check with its 4 s hold, exit 0 when every check holds.
     let root = Root::assemble("boot-ok");
-    let launch = Launch {
-        command: Some(vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            "test \"$(cat /tmp/boot-marker)\" = \"$(id -u)\" || exit 42".into(),
-        ]),
-        ..Default::default()
-    };
-    run_to_exit(&root, &launch, 0).await;
+    let stderr = run_to_exit(&root, &Launch::default(), 0).await;
+    assert!(stderr.contains("hook-check ok"), "{stderr}");
 }
 
 #[tokio::test]

@@ -96,10 +96,11 @@ pub async fn script_image(name: &str, script: &str) -> anyhow::Result<String> {
         command: vec![script.to_string()],
         env: BTreeMap::new(),
         expect: Expectation {
-            phase: "error".into(),
-            reason: "ProcessExited".into(),
+            phase: openshell_fixtures::ExpectedPhase::Error,
+            reason: openshell_proto::ReadyReason::ProcessExited,
             message: None,
             exit_code: None,
+            ready_first: false,
         },
     };
     let busybox = PathBuf::from("/bin/busybox");
