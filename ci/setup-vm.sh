@@ -10,7 +10,8 @@
 #   kernel/            dpkg -x of linux-image-6.1.0-*-cloud-amd64
 #   vmlinuz            -> kernel/boot/vmlinuz-<version>
 #   modules            -> kernel/lib/modules/<version>
-#   initramfs/         packed image roots (written by the VM driver, one per image id)
+#   initramfs/         packed image roots (written by the VM driver, one per image id; the
+#                      least recently used beyond 2 GiB are removed after each pack)
 set -euo pipefail
 
 cache=${OPENSHELL_VM_CACHE:-/var/cache/openshell/vm}

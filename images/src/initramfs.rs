@@ -26,6 +26,9 @@ use crate::root::{self, ImageConfig, RootError};
 
 /// Where a cache folder keeps packed roots.
 pub const CACHE_SUBDIR: &str = "initramfs";
+/// How many bytes of packed roots a cache keeps: after a pack, the least recently used beyond
+/// this go (every rebuilt supervisor makes new image ids, so the folder would only grow).
+pub const CACHE_LIMIT_BYTES: u64 = 2 << 30;
 /// Serialises packing within this process (different processes race safely: each writes a
 /// temporary file and renames it into place).
 static PACK_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -359,6 +362,7 @@ pub async fn cached_root(docker: &Docker, reference: &str, cache_dir: &Path) -> 
     let dir = cache_dir.join(CACHE_SUBDIR);
     let path = dir.join(format!("{id}.cpio"));
     if path.is_file() {
+        touch(&path);
         return Ok(CachedRoot {
             path,
             config,
@@ -403,6 +407,7 @@ pub async fn cached_root(docker: &Docker, reference: &str, cache_dir: &Path) -> 
     .map_err(|e| io(&path)(io::Error::other(e)))?;
     drop(tar);
     packed?;
+    prune(&dir, CACHE_LIMIT_BYTES);
     Ok(CachedRoot {
         path,
         config,
@@ -410,9 +415,66 @@ pub async fn cached_root(docker: &Docker, reference: &str, cache_dir: &Path) -> 
     })
 }
 
+/// Marks a cached archive as used now (the pruning order).
+fn touch(path: &Path) {
+    if let Ok(file) = File::options().append(true).open(path) {
+        let _ = file.set_modified(std::time::SystemTime::now());
+    }
+}
+
+/// Removes the least recently used `*.cpio` of `dir` beyond `limit` bytes (the newest is always
+/// kept). A VM boots a copy, so removing an archive never disturbs a running sandbox.
+pub fn prune(dir: &Path, limit: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut archives: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cpio"))
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((meta.modified().ok()?, meta.len(), e.path()))
+        })
+        .collect();
+    archives.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut kept = 0u64;
+    for (index, (_, len, path)) in archives.into_iter().enumerate() {
+        kept += len;
+        if index > 0 && kept > limit {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pruning_keeps_the_most_recently_used_archives_within_the_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now();
+        for (i, name) in ["old.cpio", "mid.cpio", "new.cpio"].iter().enumerate() {
+            let path = tmp.path().join(name);
+            std::fs::write(&path, vec![0u8; 100]).unwrap();
+            let age = std::time::Duration::from_secs(100 * (3 - i as u64));
+            File::options()
+                .append(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(now - age)
+                .unwrap();
+        }
+        std::fs::write(tmp.path().join("other.tar"), b"x").unwrap();
+        prune(tmp.path(), 250);
+        let mut left: Vec<String> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["mid.cpio", "new.cpio", "other.tar"]);
+    }
 
     /// Reads every member back: (name, mode with type, uid, data).
     fn members(bytes: &[u8]) -> Vec<(String, u32, u32, Vec<u8>)> {
