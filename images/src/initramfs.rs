@@ -436,7 +436,7 @@ pub fn prune(dir: &Path, limit: u64) {
             Some((meta.modified().ok()?, meta.len(), e.path()))
         })
         .collect();
-    archives.sort_by(|a, b| b.0.cmp(&a.0));
+    archives.sort_by_key(|a| std::cmp::Reverse(a.0));
     let mut kept = 0u64;
     for (index, (_, len, path)) in archives.into_iter().enumerate() {
         kept += len;
