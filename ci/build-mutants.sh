@@ -15,4 +15,6 @@ done
 # Restore the default (non-mutant) binaries with the workspace build's own feature unification
 # (a `-p` build can link different bytes, which would change every fixture image hash).
 cargo build --workspace --all-targets
+# The VM driver's guest init has no mutants; the vm lane finds it beside the gateway.
+cp -f "$bin/openshell-vm-init" "$out/openshell-vm-init"
 echo "mutant binaries in $out"

@@ -4,19 +4,22 @@
 # (no retries), then runs the conformance runner once on the process lane and checks its exit
 # code and report, so the README's main command is exercised too.
 #
-# Lanes: OPENSHELL_REQUIRE_LANES (default process,docker,docker-runsc) turns a missing lane
+# Lanes: OPENSHELL_REQUIRE_LANES (default process,docker,docker-runsc,vm) turns a missing lane
 # prerequisite into a failure instead of a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 say() { echo "ci/test.sh [$(( $(date +%s) - started ))s]: $*"; }
 
-export OPENSHELL_REQUIRE_LANES=${OPENSHELL_REQUIRE_LANES:-process,docker,docker-runsc}
+export OPENSHELL_REQUIRE_LANES=${OPENSHELL_REQUIRE_LANES:-process,docker,docker-runsc,vm}
 export CARGO_TERM_COLOR=never
 
-# 1. Prerequisites: dockerd + runsc + busybox-static (and the apt packages behind them).
+# 1. Prerequisites: dockerd + runsc + busybox-static (and the apt packages behind them); QEMU
+#    and the guest kernel for the vm lane.
 say "setting up docker, runsc and busybox"
 bash ci/setup-docker.sh
+say "setting up QEMU and the guest kernel"
+bash ci/setup-vm.sh
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 
 # 2. The project's own rules, first, so every change is held to them: formatting, and clippy

@@ -29,7 +29,7 @@ pub enum Driver {
     Docker,
     /// The Docker driver with gVisor (`runsc --network=host`).
     DockerRunsc,
-    /// A VM driver (not in this build).
+    /// The VM driver: a QEMU microVM per sandbox, booted from the Docker lanes' images.
     Vm,
     /// The Kubernetes driver on a booted k3s, or on the cluster of `--kubeconfig`.
     K3s,
@@ -45,10 +45,11 @@ impl Driver {
         Driver::K3s,
     ];
     /// The lanes this build can run.
-    pub const AVAILABLE: [Driver; 4] = [
+    pub const AVAILABLE: [Driver; 5] = [
         Driver::Process,
         Driver::Docker,
         Driver::DockerRunsc,
+        Driver::Vm,
         Driver::K3s,
     ];
 
@@ -168,9 +169,9 @@ mod tests {
     }
 
     #[test]
-    fn only_process_docker_and_k3s_lanes_are_available() {
+    fn every_lane_is_available() {
         assert!(Driver::Process.available() && Driver::DockerRunsc.available());
+        assert!(Driver::Vm.available());
         assert!(Driver::K3s.available() && Driver::K3s.gateway_driver() == "k8s");
-        assert!(!Driver::Vm.available());
     }
 }

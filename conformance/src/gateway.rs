@@ -2,7 +2,7 @@
 //! be), or an endpoint given with `--gateway`.
 //!
 //! A started gateway gets `--listen 127.0.0.1:0 --db :memory: --state-dir <fresh tmp> --driver
-//! <process|docker> [--docker-runtime runsc]`; its first stdout line names the bound address. It
+//! <process|docker|vm> [--docker-runtime runsc]`; its first stdout line names the bound address. It
 //! is stopped with SIGTERM (then killed) when the [`Gateway`] is dropped or [`Gateway::stop`]ped.
 
 use std::path::{Path, PathBuf};

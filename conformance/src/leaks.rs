@@ -7,6 +7,10 @@
 //! - process driver: processes whose `/proc/<pid>/root` lies in a sandbox root
 //!   (`…/roots/<sandbox-id>`), and, when the suite started the gateway and so knows its state
 //!   directory, the roots and `<id>.labels.json` files left under `<state-dir>/roots/`.
+//! - VM driver: QEMU processes whose command line holds `-name openshell-<sandbox-id>`, and every
+//!   process (QEMU, the relays it spawns per guest connection) whose working directory is a
+//!   state folder `…/vms/<sandbox-id>` (labels in its `labels.json`); with a known state
+//!   directory, the folders left under `<state-dir>/vms/`.
 //!
 //! It only ever reads; it never touches resources (other runs' least of all).
 
@@ -18,7 +22,8 @@ use openshell_proto::labels;
 /// A backend resource.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Resource {
-    /// `container`, `process`, `root`, `pod` or `secret`.
+    /// `container`, `process`, `root`, `vm` (a QEMU process), `state` (a VM state folder),
+    /// `pod` or `secret`.
     pub kind: String,
     /// Container name/id, `pid <n> (root <path>)`, or a path.
     pub name: String,
@@ -89,6 +94,11 @@ pub enum Backend {
     },
     /// A Kubernetes namespace (Pods and Secrets by label, through the API).
     Kube(crate::k3s::audit::KubeAudit),
+    /// VM driver; the gateway's state directory when known.
+    Vm {
+        /// `<state-dir>` of a gateway the suite started.
+        state_dir: Option<PathBuf>,
+    },
 }
 
 impl Backend {
@@ -102,6 +112,7 @@ impl Backend {
                 docker_containers(docker, &format!("{}={id}", keys.sandbox)).await
             }
             Backend::Kube(kube) => kube.of_sandbox(id).await,
+            Backend::Vm { state_dir } => Ok(vm_resources(state_dir.as_deref(), |sid, _| sid == id)),
         }
     }
 
@@ -114,6 +125,9 @@ impl Backend {
                 "Pods or Secrets labelled {}={id}",
                 openshell_proto::labels::SANDBOX_ID
             ),
+            Backend::Vm { .. } => {
+                format!("QEMU processes named openshell-{id}, processes and state in its folder")
+            }
         }
     }
 
@@ -156,6 +170,10 @@ impl Backend {
                 Ok(found)
             }
             Backend::Kube(kube) => kube.of_run(run_id).await,
+            Backend::Vm { state_dir } => Ok(vm_resources(state_dir.as_deref(), |sid, labels| {
+                sandbox_ids.iter().any(|s| s == sid)
+                    || labels.get(labels::RUN_ID).is_some_and(|r| r == run_id)
+            })),
         }
     }
 }
@@ -262,9 +280,134 @@ fn process_resources(
     out
 }
 
+/// The sandbox id of a VM state folder path `…/vms/<id>[/…]`, if it is one.
+pub fn sandbox_of_vm_folder(path: &str) -> Option<(PathBuf, String)> {
+    let path = path.trim_end_matches(" (deleted)");
+    let (head, rest) = path.rsplit_once("/vms/")?;
+    let id = rest.split('/').next()?;
+    (!id.is_empty()).then(|| (PathBuf::from(format!("{head}/vms/{id}")), id.to_string()))
+}
+
+/// The sandbox id a QEMU command line names with `-name openshell-<id>`.
+pub fn sandbox_of_qemu_cmdline(cmdline: &[u8]) -> Option<String> {
+    let mut args = cmdline.split(|&b| b == 0).map(String::from_utf8_lossy);
+    while let Some(arg) = args.next() {
+        if arg == "-name" {
+            let name = args.next()?;
+            let name = name.split(',').next().unwrap_or_default();
+            let name = name.strip_prefix("guest=").unwrap_or(name);
+            return name
+                .strip_prefix("openshell-")
+                .filter(|id| !id.is_empty())
+                .map(str::to_string);
+        }
+    }
+    None
+}
+
+fn folder_labels(folder: &Path) -> BTreeMap<String, String> {
+    std::fs::read_to_string(folder.join("labels.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+fn vm_resources(
+    state_dir: Option<&Path>,
+    wanted: impl Fn(&str, &BTreeMap<String, String>) -> bool,
+) -> Vec<Resource> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+            else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let named = sandbox_of_qemu_cmdline(&cmdline);
+            let cwd = std::fs::read_link(entry.path().join("cwd"))
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let folder = sandbox_of_vm_folder(&cwd);
+            let Some(id) = named
+                .clone()
+                .or_else(|| folder.as_ref().map(|f| f.1.clone()))
+            else {
+                continue;
+            };
+            // Read through /proc: the link names the folder even when another mount namespace
+            // (or a deleted folder) would make the path itself unreadable.
+            let labels = folder_labels(&entry.path().join("cwd"));
+            if wanted(&id, &labels) {
+                let program =
+                    String::from_utf8_lossy(cmdline.split(|&b| b == 0).next().unwrap_or_default())
+                        .into_owned();
+                out.push(Resource {
+                    kind: if named.is_some() { "vm" } else { "process" }.into(),
+                    name: format!("pid {pid} {program} (cwd {cwd})"),
+                    labels,
+                    created: None,
+                });
+            }
+        }
+    }
+    if let Some(vms) = state_dir.map(|d| d.join("vms")) {
+        if let Ok(entries) = std::fs::read_dir(&vms) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let id = entry.file_name().to_string_lossy().into_owned();
+                let labels = folder_labels(&path);
+                if wanted(&id, &labels) {
+                    out.push(Resource {
+                        kind: "state".into(),
+                        name: path.display().to_string(),
+                        labels,
+                        created: None,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vm_sandbox_ids_are_read_from_qemu_names_and_state_folders() {
+        let cmdline = b"/usr/bin/qemu-system-x86_64\0-name\0openshell-sb-1\0-accel\0tcg\0";
+        assert_eq!(sandbox_of_qemu_cmdline(cmdline), Some("sb-1".into()));
+        assert_eq!(sandbox_of_qemu_cmdline(b"qemu\0-name\0guest=other\0"), None);
+        assert_eq!(sandbox_of_qemu_cmdline(b"/bin/sleep\x001\0"), None);
+        assert_eq!(
+            sandbox_of_vm_folder("/tmp/g/state/vms/sb-1 (deleted)"),
+            Some((PathBuf::from("/tmp/g/state/vms/sb-1"), "sb-1".into()))
+        );
+        assert_eq!(sandbox_of_vm_folder("/tmp/g/state"), None);
+    }
+
+    #[test]
+    fn leftover_vm_state_folders_are_found_with_their_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("vms/sb1");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(
+            folder.join("labels.json"),
+            r#"{"openshell.run-id":"run-x","openshell.sandbox-id":"sb1"}"#,
+        )
+        .unwrap();
+        let found = vm_resources(Some(dir.path()), |_, l| {
+            l.get(labels::RUN_ID).is_some_and(|r| r == "run-x")
+        });
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].kind, "state");
+        assert_eq!(found[0].labels[labels::SANDBOX_ID], "sb1");
+    }
 
     #[test]
     fn sandbox_ids_are_read_from_root_paths() {

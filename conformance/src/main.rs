@@ -202,14 +202,14 @@ async fn images_command(
     if let Some(why) = refs.unavailable() {
         anyhow::bail!("{why}");
     }
-    let docker = openshell_fixtures::docker::connect(None).ok();
+    let docker = openshell_images::docker::connect(None).ok();
     if build {
         let docker = docker.as_ref().context("no docker engine")?;
-        openshell_fixtures::docker::build_all(&fixtures, &inputs, docker).await?;
+        openshell_images::docker::build_all(&fixtures, &inputs, docker).await?;
     }
     for (name, reference) in refs.all() {
         let present = match &docker {
-            Some(d) => match openshell_fixtures::docker::image_exists(d, reference).await {
+            Some(d) => match openshell_images::docker::image_exists(d, reference).await {
                 Ok(true) => "built",
                 Ok(false) => "missing",
                 Err(_) => "engine unreachable",
@@ -223,7 +223,7 @@ async fn images_command(
     if let Some(path) = export {
         let docker = docker.as_ref().context("no docker engine")?;
         let all: Vec<String> = refs.all().values().cloned().collect();
-        openshell_fixtures::docker::export_images(docker, &all, &path).await?;
+        openshell_images::docker::export_images(docker, &all, &path).await?;
         eprintln!("exported to {}", path.display());
     }
     Ok(())

@@ -178,7 +178,7 @@ pub async fn prerequisites_with(
             Ok(())
         }
         Driver::Docker | Driver::DockerRunsc => {
-            let docker = openshell_fixtures::docker::connect(None).map_err(|e| e.to_string())?;
+            let docker = openshell_images::docker::connect(None).map_err(|e| e.to_string())?;
             let info = docker.info().await.map_err(|e| {
                 format!("docker engine not reachable: {e} (bash ci/setup-docker.sh)")
             })?;
@@ -192,8 +192,50 @@ pub async fn prerequisites_with(
             Ok(())
         }
         Driver::K3s => crate::k3s::check(kube, external_gateway).await.map(drop),
-        Driver::Vm => Err(format!("driver {driver} is not available in this build")),
+        Driver::Vm => {
+            // The VM lane boots the Docker lanes' images, read from the local engine.
+            let docker = openshell_images::docker::connect(None).map_err(|e| e.to_string())?;
+            docker.ping().await.map_err(|e| {
+                format!("docker engine not reachable (the VM lane boots its images): {e} (bash ci/setup-docker.sh)")
+            })?;
+            if !external_gateway {
+                vm_host_prerequisites(&gateway::locate_binary(gateway_bin))?;
+            }
+            Ok(())
+        }
     }
+}
+
+/// What the reference gateway's VM driver needs on this host: QEMU, the kernel and modules in
+/// the cache folder of `ci/setup-vm.sh` (`OPENSHELL_VM_CACHE`), the guest init beside the gateway.
+fn vm_host_prerequisites(gateway_bin: &std::path::Path) -> Result<(), String> {
+    let setup = "(bash ci/setup-vm.sh)";
+    let on_path = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .any(|dir| dir.join("qemu-system-x86_64").is_file());
+    if !on_path {
+        return Err(format!("qemu-system-x86_64 is not installed {setup}"));
+    }
+    let cache = std::env::var_os("OPENSHELL_VM_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/openshell/vm"));
+    for part in ["vmlinuz", "modules"] {
+        if !cache.join(part).exists() {
+            return Err(format!(
+                "no guest kernel: {} is missing {setup}",
+                cache.join(part).display()
+            ));
+        }
+    }
+    let init = gateway_bin.with_file_name("openshell-vm-init");
+    if !init.is_file() {
+        return Err(format!(
+            "{} not found (cargo build -p openshell-driver-vm)",
+            init.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The cases of `driver` that `filter` selects.
@@ -293,26 +335,32 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         report.notes.push(format!("cluster: {}", lane.description));
     }
     let client = gw.connect().await?;
+    // Every lane but the process one runs images from the local Docker engine.
+    let docker = match driver {
+        Driver::Process => None,
+        _ => openshell_images::docker::connect(None).ok(),
+    };
     let backend = match driver {
         Driver::Process => Some(Backend::Process {
             state_dir: gw.state_dir.clone(),
         }),
         Driver::K3s => lane.as_ref().map(|l| Backend::Kube(l.audit())),
-        _ => openshell_fixtures::docker::connect(None)
-            .ok()
-            .map(|docker| Backend::Docker {
-                docker,
-                keys: config.label_keys.clone(),
-                run_started,
-            }),
+        Driver::Vm => Some(Backend::Vm {
+            state_dir: gw.state_dir.clone(),
+        }),
+        _ => docker.clone().map(|docker| Backend::Docker {
+            docker,
+            keys: config.label_keys.clone(),
+            run_started,
+        }),
     };
-    if let (Some(Backend::Docker { docker, .. }), None) = (&backend, images.unavailable()) {
+    if let (Some(docker), None) = (&docker, images.unavailable()) {
         if external {
             // A vendor's gateway runs the images it was given: build nothing (that would bake in
             // this suite's supervisor), but say when the references match no built image.
             let mut missing = Vec::new();
             for (name, reference) in images.all() {
-                if !openshell_fixtures::docker::image_exists(docker, reference)
+                if !openshell_images::docker::image_exists(docker, reference)
                     .await
                     .unwrap_or(false)
                 {
@@ -330,8 +378,7 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
                 eprintln!("{note}");
                 report.notes.push(note);
             }
-        } else if let Err(e) =
-            openshell_fixtures::docker::build_all(&fixtures, &inputs, docker).await
+        } else if let Err(e) = openshell_images::docker::build_all(&fixtures, &inputs, docker).await
         {
             images = Images::from_map(Default::default());
             report

@@ -256,13 +256,6 @@ fn unknown_ids_in_the_expectations_file_exit_2() {
     );
 }
 
-#[test]
-fn vm_exits_2_not_available_in_this_build() {
-    let (code, _, stderr) = run(&["run", "--driver", "vm"]);
-    assert_eq!(code, 2);
-    assert!(stderr.contains("not available in this build"), "{stderr}");
-}
-
 /// `run --driver k3s` where there is no k3s image and no cluster (this machine): "not run",
 /// naming the tag it looked for and both remedies; exit 2 as for any lane that ran nothing, and
 /// as a required lane. A tag no engine has keeps the test from booting a cluster where one is.

@@ -119,7 +119,7 @@ pub async fn acquire(
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     // Held until this function returns: one process boots, the others wait and then find it.
     let _lock = lock(&dir.join("lock")).await?;
-    let docker = openshell_fixtures::docker::connect(None).map_err(|e| e.to_string())?;
+    let docker = openshell_images::docker::connect(None).map_err(|e| e.to_string())?;
     let state_path = dir.join("cluster.json");
     if let Some(state) = read_state(&state_path) {
         if running(&docker, &state.container).await && state.kubeconfig.exists() {
@@ -133,7 +133,7 @@ pub async fn acquire(
         }
     }
     // 1. The images k3s must find at boot: fixtures and pause, one tarball.
-    openshell_fixtures::docker::build_all(catalog, inputs, &docker)
+    openshell_images::docker::build_all(catalog, inputs, &docker)
         .await
         .map_err(|e| format!("building the fixture images for k3s: {e}"))?;
     let pause = pause::build(&docker, &inputs.busybox).await?;
@@ -141,7 +141,7 @@ pub async fn acquire(
     std::fs::create_dir_all(&images).map_err(|e| format!("{}: {e}", images.display()))?;
     let mut all = references.to_vec();
     all.push(pause.clone());
-    openshell_fixtures::docker::export_images(&docker, &all, &images.join("openshell.tar"))
+    openshell_images::docker::export_images(&docker, &all, &images.join("openshell.tar"))
         .await
         .map_err(|e| format!("exporting the fixture images for k3s: {e}"))?;
     // 2. Boot it on its own API port.
@@ -189,7 +189,7 @@ impl Cluster {
         if self.scope != Scope::Run {
             return;
         }
-        if let Ok(docker) = openshell_fixtures::docker::connect(None) {
+        if let Ok(docker) = openshell_images::docker::connect(None) {
             remove(&docker, &self.container).await;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -361,7 +361,7 @@ fn spawn_reaper(container: &str, dir: &Path, owner: u32) -> Result<(), String> {
 /// is gone, then removes the container and `dir`. A reaper waits on another process's end, which
 /// sends it nothing: it looks every two seconds.
 pub async fn reap(container: &str, dir: &Path, owner: u32, owner_start: u64) -> Result<(), String> {
-    let docker = openshell_fixtures::docker::connect(None).map_err(|e| e.to_string())?;
+    let docker = openshell_images::docker::connect(None).map_err(|e| e.to_string())?;
     while start_time(owner) == Some(owner_start) && running(&docker, container).await {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }

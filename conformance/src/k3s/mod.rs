@@ -126,13 +126,13 @@ pub async fn check(options: &KubeOptions, external_gateway: bool) -> Result<Sour
              (the k3s image {image} is only booted for the suite's own gateway)"
         ));
     }
-    let docker = openshell_fixtures::docker::connect(None).map_err(|e| {
+    let docker = openshell_images::docker::connect(None).map_err(|e| {
         not_run_reason(
             &image,
             &format!("no Docker engine to look for {image} in ({e})"),
         )
     })?;
-    match openshell_fixtures::docker::image_exists(&docker, &image).await {
+    match openshell_images::docker::image_exists(&docker, &image).await {
         Ok(true) => Ok(Source::K3s(image)),
         Ok(false) => Err(not_run_reason(
             &image,

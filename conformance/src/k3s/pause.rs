@@ -46,7 +46,7 @@ pub fn qualified(reference: &str) -> String {
 pub async fn build(docker: &Docker, busybox: &Path) -> Result<String, String> {
     let binary = std::fs::read(busybox).map_err(|e| format!("{}: {e}", busybox.display()))?;
     let reference = reference(&binary);
-    if openshell_fixtures::docker::image_exists(docker, &reference)
+    if openshell_images::docker::image_exists(docker, &reference)
         .await
         .map_err(|e| e.to_string())?
     {

@@ -15,8 +15,8 @@ use anyhow::{bail, Context};
 use bollard::query_parameters::{InspectContainerOptions, RemoveContainerOptions};
 use openshell_driver::{ComputeDriver, DriverError, DriverEvent, EventReceiver, SandboxRequest};
 use openshell_driver_docker::{DockerConfig, DockerDriver};
-use openshell_fixtures::docker as images;
 use openshell_fixtures::{Catalog, Expectation, Fixture, Inputs};
+use openshell_images::docker as images;
 use tokio::sync::mpsc;
 
 const SOCKET: &str = "/var/run/docker.sock";

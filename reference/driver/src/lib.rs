@@ -43,6 +43,9 @@ pub enum DriverEvent {
     Running { sandbox_id: String },
     /// The sandbox's top process (the supervisor) ended with this code (signals as 128 + n).
     Exited { sandbox_id: String, exit_code: i32 },
+    /// The sandbox's top process ended, but its exit code could not be learned (a VM whose
+    /// hypervisor died before the guest reported it); `message` says what was seen.
+    ExitedWithoutCode { sandbox_id: String, message: String },
     /// The backend failed the sandbox after `create` returned (e.g. a start that failed later).
     Failed {
         sandbox_id: String,
@@ -60,6 +63,7 @@ impl DriverEvent {
         match self {
             DriverEvent::Running { sandbox_id }
             | DriverEvent::Exited { sandbox_id, .. }
+            | DriverEvent::ExitedWithoutCode { sandbox_id, .. }
             | DriverEvent::Failed { sandbox_id, .. }
             | DriverEvent::Gone { sandbox_id }
             | DriverEvent::Output { sandbox_id, .. } => sandbox_id,
@@ -87,6 +91,10 @@ pub enum DriverError {
     /// The backend (engine, runtime) could not be reached or is misconfigured.
     #[error("backend unavailable: {0}")]
     Unavailable(String),
+    /// The driver lost track of the sandbox's process: watching it failed (seed 002's
+    /// `ProcessPollFailed`).
+    #[error("cannot watch the sandbox's process: {0}")]
+    PollFailed(String),
 }
 
 impl DriverError {
@@ -97,6 +105,7 @@ impl DriverError {
             DriverError::CreateFailed(_) => "BackendCreateFailed",
             DriverError::StartFailed(_) => "BackendStartFailed",
             DriverError::Unavailable(_) => "BackendUnavailable",
+            DriverError::PollFailed(_) => "ProcessPollFailed",
         }
     }
 }
@@ -168,6 +177,7 @@ mod tests {
             (DriverError::CreateFailed("x".into()), "BackendCreateFailed"),
             (DriverError::StartFailed("x".into()), "BackendStartFailed"),
             (DriverError::Unavailable("x".into()), "BackendUnavailable"),
+            (DriverError::PollFailed("x".into()), "ProcessPollFailed"),
         ];
         for (error, reason) in cases {
             assert_eq!(error.reason(), reason, "{error}");

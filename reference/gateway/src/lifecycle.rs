@@ -157,6 +157,11 @@ impl Lifecycle {
                     transitions::process_exited(sb, exit_code, &message)
                 })?;
             }
+            DriverEvent::ExitedWithoutCode { message, .. } => {
+                self.change_if_exists(&id, |sb| {
+                    transitions::process_ended_without_code(sb, &message)
+                })?;
+            }
             DriverEvent::Failed { error, .. } => {
                 self.change_if_exists(&id, |sb| {
                     transitions::backend_failed(sb, error.reason(), &error.to_string())

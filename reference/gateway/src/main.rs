@@ -23,6 +23,8 @@ enum DriverKind {
     Docker,
     /// A Secret and a Pod per sandbox in a Kubernetes namespace.
     K8s,
+    /// A QEMU microVM per sandbox, booted from the Docker engine's image (needs ci/setup-vm.sh).
+    Vm,
 }
 
 /// The reference OpenShell gateway.
@@ -54,7 +56,7 @@ struct Args {
     /// The static conformance probe copied into process-driver roots. Default: beside this binary.
     #[arg(long)]
     probe: Option<PathBuf>,
-    /// A static busybox for process-driver roots.
+    /// A static busybox for process-driver roots; its `nc` also relays VM guests to the gateway.
     #[arg(long, default_value = "/bin/busybox")]
     busybox: PathBuf,
     /// The fixtures directory (manifest.toml and trees).
@@ -63,7 +65,8 @@ struct Args {
     /// Docker: the runtime used when a sandbox names none.
     #[arg(long, default_value = "runc")]
     docker_runtime: String,
-    /// Docker: the engine address (default: DOCKER_HOST or the local socket).
+    /// Docker: the engine address (default: DOCKER_HOST or the local socket). The VM driver
+    /// reads its images from the same engine.
     #[arg(long)]
     docker_host: Option<String>,
     /// Kubernetes: the kubeconfig file (default: KUBECONFIG, ~/.kube/config, else in-cluster).
@@ -81,6 +84,36 @@ struct Args {
     /// Kubernetes: run Pods on their node's network (the k3s lane; Pods reach 127.0.0.1).
     #[arg(long)]
     k8s_host_network: bool,
+    /// VM: the accelerator, `auto` (KVM when a cached probe says it works, else TCG), `kvm` or
+    /// `tcg`.
+    #[arg(long, default_value = "auto")]
+    vm_accel: openshell_driver_vm::accel::Choice,
+    /// VM: the cache folder of ci/setup-vm.sh (kernel, modules, packed roots, the accelerator
+    /// verdict).
+    #[arg(
+        long,
+        env = "OPENSHELL_VM_CACHE",
+        default_value = "/var/cache/openshell/vm"
+    )]
+    vm_cache_dir: PathBuf,
+    /// VM: the guest kernel. Default: `<vm-cache-dir>/vmlinuz`.
+    #[arg(long)]
+    vm_kernel: Option<PathBuf>,
+    /// VM: the kernel's modules folder. Default: `<vm-cache-dir>/modules`.
+    #[arg(long)]
+    vm_modules: Option<PathBuf>,
+    /// VM: the static guest init. Default: `openshell-vm-init` beside this binary.
+    #[arg(long)]
+    vm_init: Option<PathBuf>,
+    /// VM: the QEMU binary.
+    #[arg(long, default_value = "qemu-system-x86_64")]
+    vm_qemu: PathBuf,
+    /// VM: guest memory in MiB.
+    #[arg(long, default_value_t = 256)]
+    vm_memory_mib: u32,
+    /// VM: VMs running at once (default: four per core).
+    #[arg(long)]
+    vm_max_running: Option<usize>,
 }
 
 fn sibling(name: &str) -> anyhow::Result<PathBuf> {
@@ -136,6 +169,39 @@ async fn build_driver(args: &Args, events: EventSender) -> anyhow::Result<Arc<dy
             };
             let driver = openshell_driver_k8s::K8sDriver::connect(config, events).await?;
             driver.ping().await?;
+            Arc::new(driver)
+        }
+        DriverKind::Vm => {
+            let cache = &args.vm_cache_dir;
+            let config = openshell_driver_vm::VmConfig {
+                state_dir: args.state_dir.clone(),
+                cache_dir: cache.clone(),
+                boot: openshell_driver_vm::boot::BootConfig {
+                    qemu: args.vm_qemu.clone(),
+                    kernel: args
+                        .vm_kernel
+                        .clone()
+                        .unwrap_or_else(|| cache.join("vmlinuz")),
+                    modules: args
+                        .vm_modules
+                        .clone()
+                        .unwrap_or_else(|| cache.join("modules")),
+                    init: args
+                        .vm_init
+                        .clone()
+                        .map_or_else(|| sibling("openshell-vm-init"), Ok)?,
+                    busybox: args.busybox.clone(),
+                    memory_mib: args.vm_memory_mib,
+                },
+                accel: args.vm_accel,
+                docker_host: args.docker_host.clone(),
+                max_running: args
+                    .vm_max_running
+                    .unwrap_or_else(openshell_driver_vm::default_max_running),
+            };
+            let driver = openshell_driver_vm::VmDriver::new(config, events).await?;
+            let verdict = driver.accel();
+            tracing::info!(accel = %verdict.accel, why = %verdict.why, "VM accelerator");
             Arc::new(driver)
         }
     })

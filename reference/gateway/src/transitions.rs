@@ -155,6 +155,11 @@ pub fn process_exited(sandbox: &mut Sandbox, exit_code: i32, message: &str) -> b
     fail(sandbox, reasons::PROCESS_EXITED, message, code)
 }
 
+/// The main process ended and nobody could learn its exit code (the message says why).
+pub fn process_ended_without_code(sandbox: &mut Sandbox, message: &str) -> bool {
+    fail(sandbox, reasons::PROCESS_EXITED, message, None)
+}
+
 /// A driver failure or a vanished backend; `reason` is one of the contract's backend reasons.
 pub fn backend_failed(sandbox: &mut Sandbox, reason: &str, message: &str) -> bool {
     fail(sandbox, reason, message, None)
@@ -349,6 +354,22 @@ mod tests {
         assert_eq!(phase(&sb), SandboxPhase::Error);
         assert_eq!(sb.status.as_ref().unwrap().exit_code, Some(0));
         assert_eq!(ready_reason(&sb), ("False", "ProcessExited"));
+    }
+
+    #[test]
+    fn an_end_without_a_code_is_process_exited_without_one_and_says_so() {
+        let mut sb = provisioning();
+        assert!(process_ended_without_code(
+            &mut sb,
+            "the VM ended without reporting its main process's exit code"
+        ));
+        assert_eq!(phase(&sb), SandboxPhase::Error);
+        assert_eq!(sb.status.as_ref().unwrap().exit_code, None);
+        assert_eq!(ready_reason(&sb), ("False", "ProcessExited"));
+        assert!(ready_condition(&sb)
+            .unwrap()
+            .message
+            .contains("without reporting"));
     }
 
     #[test]
