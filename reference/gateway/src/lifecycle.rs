@@ -11,6 +11,8 @@
 //! the Error is stored and published.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -52,6 +54,17 @@ pub struct Subscription {
     pub events: broadcast::Receiver<BusEvent>,
 }
 
+/// A test's hold on the core at a named point (see [`Lifecycle::pause_at`]).
+pub type PauseHook =
+    Arc<dyn Fn(PausePoint) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// The points of the core where a [`PauseHook`] is awaited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PausePoint {
+    /// `create` has stored and published the new record and not yet started its driver call.
+    CreateStored,
+}
+
 /// The lifecycle core.
 pub struct Lifecycle {
     inner: Mutex<Inner>,
@@ -62,6 +75,8 @@ pub struct Lifecycle {
     /// arrives while the create is still in flight waits for it, so it never misses (and leaks)
     /// what the create was about to start.
     backend_ops: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Awaited at each [`PausePoint`]; none outside tests.
+    pause: Mutex<Option<PauseHook>>,
 }
 
 impl Lifecycle {
@@ -77,7 +92,21 @@ impl Lifecycle {
             config,
             next_session: AtomicU64::new(1),
             backend_ops: Mutex::new(HashMap::new()),
+            pause: Mutex::new(None),
         })
+    }
+
+    /// For tests: awaits `hook` at every [`PausePoint`], so a test can hold a request exactly
+    /// where an interleaving matters and run another one meanwhile.
+    pub fn pause_at(&self, hook: PauseHook) {
+        *self.pause.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
+    }
+
+    async fn pause_point(&self, point: PausePoint) {
+        let hook = self.pause.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(hook) = hook {
+            hook(point).await;
+        }
     }
 
     /// The session heartbeat interval.
@@ -192,29 +221,45 @@ impl Lifecycle {
     // ---- public API operations ----
 
     /// Validates and stores a new sandbox, then asks the driver to start it (in the background).
-    pub fn create(self: &Arc<Self>, request: CreateSandboxRequest) -> Result<Sandbox> {
+    ///
+    /// Order matters, because a delete can arrive the moment the record is visible:
+    /// 1. take the sandbox's backend lock (its id is new, so nobody else holds it);
+    /// 2. store and publish the record: from now on a delete finds it, and waits for the lock;
+    /// 3. hand the lock to the background driver call: the delete's driver call runs after it,
+    ///    so it removes whatever the create started (nothing leaks, nothing panics).
+    pub async fn create(self: &Arc<Self>, request: CreateSandboxRequest) -> Result<Sandbox> {
         let Admitted {
             sandbox,
             token,
             driver_request,
         } = request::admit(request, &self.config.endpoint)?;
         let id = driver_request.sandbox_id.clone();
-        {
+        // [1] The backend lock before the record exists.
+        let guard = self.backend_lock(&id).lock_owned().await;
+        // [2] Store, then publish (a failed store publishes nothing).
+        let stored = {
             let mut inner = self.lock();
-            if inner.store.get_by_name(&driver_request.name)?.is_some() {
-                return Err(GatewayError::AlreadyExists(driver_request.name));
+            match inner.store.get_by_name(&driver_request.name) {
+                Ok(Some(_)) => Err(GatewayError::AlreadyExists(driver_request.name.clone())),
+                Ok(None) => inner
+                    .store
+                    .insert(&Row {
+                        sandbox: sandbox.clone(),
+                        token_hash: auth::hash_token(&token),
+                    })
+                    .map_err(GatewayError::from),
+                Err(e) => Err(e.into()),
             }
-            inner.store.insert(&Row {
-                sandbox: sandbox.clone(),
-                token_hash: auth::hash_token(&token),
-            })?;
-            inner.bus.publish(&sandbox);
+            .map(|()| inner.bus.publish(&sandbox))
+        };
+        if let Err(e) = stored {
+            drop(guard);
+            self.forget_backend_lock(&id);
+            return Err(e);
         }
+        self.pause_point(PausePoint::CreateStored).await;
+        // [3] The driver call, holding the lock.
         let core = Arc::clone(self);
-        let guard = self
-            .backend_lock(&id)
-            .try_lock_owned()
-            .expect("a new sandbox's backend lock is free");
         tokio::spawn(async move {
             let _guard = guard;
             if let Err(error) = core.driver.create(driver_request).await {
@@ -275,10 +320,7 @@ impl Lifecycle {
         inner.bus.remove(&id);
         inner.sessions.remove(&id);
         drop(inner);
-        self.backend_ops
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        self.forget_backend_lock(&id);
         Ok(removed)
     }
 
@@ -447,6 +489,13 @@ impl Lifecycle {
     fn backend_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut ops = self.backend_ops.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(ops.entry(id.to_string()).or_default())
+    }
+
+    fn forget_backend_lock(&self, id: &str) {
+        self.backend_ops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     fn find(&self, inner: &Inner, name_or_id: &str) -> Result<Row> {

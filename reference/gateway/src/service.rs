@@ -57,7 +57,7 @@ impl OpenShell for GatewayService {
         &self,
         request: Request<CreateSandboxRequest>,
     ) -> Result<Response<SandboxResponse>, Status> {
-        let sandbox = self.core.create(request.into_inner())?;
+        let sandbox = self.core.create(request.into_inner()).await?;
         Ok(Response::new(SandboxResponse {
             sandbox: Some(sandbox),
         }))
