@@ -13,6 +13,7 @@
 //! - [`transitions`]: the phase machine as pure functions.
 //! - [`store`]: SQLite persistence with per-change history; [`bus`]: the watch bus and log tails.
 //! - [`auth`]: sandbox tokens; [`hygiene`]: what stored messages may contain.
+//! - [`state_lock`]: one gateway per state directory; [`listen`]: loopback unless told otherwise.
 //! - [`error`]: `GatewayError` and its single mapping to `tonic::Status`.
 //! - [`mutants`]: deliberately broken behaviours behind the `mutants` feature (never default).
 //!
@@ -24,10 +25,12 @@ pub mod bus;
 pub mod error;
 pub mod hygiene;
 pub mod lifecycle;
+pub mod listen;
 pub mod mutants;
 pub mod request;
 pub mod service;
 pub mod session;
+pub mod state_lock;
 pub mod store;
 pub mod transitions;
 

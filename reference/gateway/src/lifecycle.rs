@@ -28,7 +28,7 @@ use crate::bus::{BusEvent, WatchBus};
 use crate::error::{GatewayError, Result};
 use crate::mutants;
 use crate::request::{self, now_ms, parse_selector, Admitted};
-use crate::store::{Row, Store};
+use crate::store::{Row, Store, StoreError};
 use crate::transitions::{self, is_terminal};
 
 /// Settings of the core.
@@ -120,8 +120,16 @@ impl Lifecycle {
     /// non-terminal record whose backend is gone becomes Error; Error records get their backend
     /// cleanup again (it may not have finished before the restart).
     pub async fn start(self: &Arc<Self>, events: EventReceiver) -> Result<()> {
-        let rows = self.lock().store.list()?;
+        let rows = self.lock().store.scan()?;
         for row in rows {
+            // A corrupt record is reported and left alone: every other sandbox still recovers.
+            let row = match row {
+                Ok(row) => row,
+                Err(e) => {
+                    tracing::error!(error = %e, "stored sandbox skipped at start");
+                    continue;
+                }
+            };
             let id = row
                 .sandbox
                 .metadata
@@ -285,8 +293,11 @@ impl Lifecycle {
         let wanted = parse_selector(selector)?;
         let rows = self.lock().store.list()?;
         let matching = rows.into_iter().map(|r| r.sandbox).filter(|sb| {
-            let have = &sb.metadata.as_ref().expect("records carry metadata").labels;
-            wanted.iter().all(|(k, v)| have.get(k) == Some(v))
+            // The store checked that every record carries metadata.
+            let have = sb.metadata.as_ref().map(|m| &m.labels);
+            wanted
+                .iter()
+                .all(|(k, v)| have.and_then(|l| l.get(k)) == Some(v))
         });
         let page = matching.skip(offset as usize);
         Ok(if limit == 0 {
@@ -297,16 +308,28 @@ impl Lifecycle {
     }
 
     /// Marks the sandbox Deleting, removes its backend resources, then forgets it.
+    ///
+    /// A sandbox whose stored record is corrupt can still be deleted (by name or id): its id is
+    /// read from the store's own column, and the Deleting step, which needs the record, is skipped.
     pub async fn delete(&self, name: &str) -> Result<bool> {
-        let id = {
+        let found = {
             let inner = self.lock();
-            self.find(&inner, name)?
-                .sandbox
-                .metadata
-                .expect("records carry metadata")
-                .id
+            match self.find(&inner, name) {
+                Ok(row) => Ok(id_of(&row.sandbox)?.to_string()),
+                Err(GatewayError::Store(StoreError::Corrupt { id, detail })) => {
+                    tracing::warn!(%id, %detail, "deleting a sandbox whose record is corrupt");
+                    Err(id)
+                }
+                Err(e) => return Err(e),
+            }
         };
-        self.change(&id, transitions::deleting)?;
+        let id = match found {
+            Ok(id) => {
+                self.change(&id, transitions::deleting)?;
+                id
+            }
+            Err(corrupt) => corrupt,
+        };
         let backend = self.backend_lock(&id);
         let _guard = backend.lock().await;
         if let Err(e) = self.driver.delete(&id).await {
@@ -328,12 +351,7 @@ impl Lifecycle {
     pub fn subscribe(&self, name_or_id: &str, log_tail_lines: usize) -> Result<Subscription> {
         let mut inner = self.lock();
         let snapshot = self.find(&inner, name_or_id)?.sandbox;
-        let id = snapshot
-            .metadata
-            .as_ref()
-            .expect("records carry metadata")
-            .id
-            .clone();
+        let id = id_of(&snapshot)?.to_string();
         let tail = inner.bus.tail(&id, log_tail_lines);
         let events = inner.bus.subscribe(&id);
         Ok(Subscription {
@@ -403,10 +421,11 @@ impl Lifecycle {
                 phase.as_str_name()
             )));
         }
-        inner.sessions.insert(sandbox_id.to_string(), session);
+        // Stored first: a store that cannot be written leaves no session registered for it.
         self.apply(&mut inner, row.sandbox, |sb| {
             transitions::session_connected(sb, instance_id, degraded)
         })?;
+        inner.sessions.insert(sandbox_id.to_string(), session);
         Ok(session)
     }
 
@@ -416,10 +435,10 @@ impl Lifecycle {
         if inner.sessions.get(sandbox_id) != Some(&session) {
             return Ok(());
         }
-        inner.sessions.remove(sandbox_id);
         if let Some(row) = inner.store.get(sandbox_id)? {
             self.apply(&mut inner, row.sandbox, transitions::session_ended)?;
         }
+        inner.sessions.remove(sandbox_id);
         Ok(())
     }
 
@@ -456,7 +475,7 @@ impl Lifecycle {
         if !f(&mut sandbox) {
             return Ok(None);
         }
-        let meta = sandbox.metadata.as_mut().expect("records carry metadata");
+        let meta = sandbox.metadata.as_mut().ok_or(StoreError::NoMetadata)?;
         meta.resource_version += 1;
         let id = meta.id.clone();
         inner.store.update(&sandbox)?;
@@ -515,4 +534,9 @@ impl Lifecycle {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The id of a record (the store checked that every record carries metadata).
+fn id_of(sandbox: &Sandbox) -> Result<&str> {
+    Ok(&sandbox.metadata.as_ref().ok_or(StoreError::NoMetadata)?.id)
 }

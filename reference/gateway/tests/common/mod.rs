@@ -5,6 +5,8 @@
 //! after Error, restarts). The real drivers run in the conformance lanes.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
