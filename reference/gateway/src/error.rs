@@ -94,7 +94,10 @@ mod tests {
         );
         let status = tonic::Status::from(GatewayError::Store(StoreError::Sqlite(full)));
         assert_eq!(status.code(), tonic::Code::Unavailable);
-        assert!(status.message().contains("nothing was changed"), "{status:?}");
+        assert!(
+            status.message().contains("nothing was changed"),
+            "{status:?}"
+        );
         let corrupt = StoreError::Corrupt {
             id: "sb-1".into(),
             detail: "it has no metadata".into(),

@@ -372,6 +372,7 @@ impl Lifecycle {
     /// unknown or deleted sandbox → NotFound; another sandbox's token → PermissionDenied.
     pub fn authenticate(&self, token: Option<&str>, sandbox_id: &str) -> Result<()> {
         let token = token.ok_or(GatewayError::Unauthenticated)?;
+        request::check_lookup("sandbox_id", sandbox_id)?;
         let row = self
             .lock()
             .store
@@ -408,6 +409,7 @@ impl Lifecycle {
         instance_id: &str,
         degraded: &[DegradedSubsystem],
     ) -> Result<u64> {
+        request::check_instance_id(instance_id)?;
         let session = self.next_session.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.lock();
         let row = inner
@@ -518,6 +520,7 @@ impl Lifecycle {
     }
 
     fn find(&self, inner: &Inner, name_or_id: &str) -> Result<Row> {
+        request::check_lookup("the sandbox name", name_or_id)?;
         if let Some(row) = inner.store.get_by_name(name_or_id)? {
             return Ok(row);
         }

@@ -175,6 +175,9 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("cannot recover stored sandboxes")?;
 
+    // Handlers before the first line: whoever read it may send SIGTERM at once.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     println!("openshell-gateway listening on {addr}");
     use std::io::Write;
     std::io::stdout().flush()?;
@@ -184,8 +187,6 @@ async fn main() -> anyhow::Result<()> {
     let server = tokio::spawn(openshell_gateway::serve(core, listener, async {
         let _ = stop_rx.await;
     }));
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),

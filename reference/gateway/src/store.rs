@@ -95,7 +95,11 @@ impl Store {
 
     /// Inserts a new sandbox. Fails on a duplicate id or name.
     pub fn insert(&mut self, row: &Row) -> Result<()> {
-        let meta = row.sandbox.metadata.as_ref().ok_or(StoreError::NoMetadata)?;
+        let meta = row
+            .sandbox
+            .metadata
+            .as_ref()
+            .ok_or(StoreError::NoMetadata)?;
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO sandboxes (id, name, token_hash, record) VALUES (?1, ?2, ?3, ?4)",
@@ -250,7 +254,8 @@ fn check(id: &str, record: &[u8]) -> Result<Sandbox> {
         id: id.to_string(),
         detail,
     };
-    let sandbox = Sandbox::decode(record).map_err(|e| corrupt(format!("it does not decode: {e}")))?;
+    let sandbox =
+        Sandbox::decode(record).map_err(|e| corrupt(format!("it does not decode: {e}")))?;
     match &sandbox.metadata {
         None => return Err(corrupt("it has no metadata".into())),
         Some(m) if m.id != id => {
@@ -331,7 +336,10 @@ mod tests {
         ] {
             store
                 .conn
-                .execute("UPDATE sandboxes SET record = ?1 WHERE id = 'a'", params![bad])
+                .execute(
+                    "UPDATE sandboxes SET record = ?1 WHERE id = 'a'",
+                    params![bad],
+                )
                 .unwrap();
             let err = store.get("a").unwrap_err().to_string();
             assert!(err.contains("sandbox a is corrupt"), "{err}");

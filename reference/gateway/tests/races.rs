@@ -88,11 +88,7 @@ async fn a_delete_between_a_creates_store_and_its_driver_call_waits_for_that_cal
 
     // The delete starts while the create is held; wait until it marked the record Deleting.
     let mut w = watch(&gw, &id).await;
-    let delete = tokio::spawn(async move {
-        client
-            .delete_sandbox(delete_request("racer"))
-            .await
-    });
+    let delete = tokio::spawn(async move { client.delete_sandbox(delete_request("racer")).await });
     w.until("Deleting", |sb| phase(sb) == SandboxPhase::Deleting)
         .await;
     release.notify_one();
@@ -141,7 +137,10 @@ async fn many_concurrent_create_delete_pairs_leave_no_backend_and_no_record() {
                 }
                 Err(s) => panic!("delete {name}: {s:?}"),
             }
-            (name, created.into_inner().sandbox.unwrap().metadata.unwrap().id)
+            (
+                name,
+                created.into_inner().sandbox.unwrap().metadata.unwrap().id,
+            )
         }));
     }
     let mut ids = HashMap::new();

@@ -73,7 +73,8 @@ async fn a_full_disk_refuses_every_change_as_unavailable_and_publishes_nothing()
     let (id, token) = gw.create("kept").await;
     let mut w = watch(&gw, &id).await;
     let first = w.next().await.unwrap();
-    let version = |sb: &openshell_proto::v1::Sandbox| sb.metadata.as_ref().unwrap().resource_version;
+    let version =
+        |sb: &openshell_proto::v1::Sandbox| sb.metadata.as_ref().unwrap().resource_version;
 
     let filler = disk.fill();
     let mut client = gw.client().await;
