@@ -26,6 +26,7 @@ use tokio::sync::broadcast;
 use crate::auth;
 use crate::bus::{BusEvent, WatchBus};
 use crate::error::{GatewayError, Result};
+use crate::last_output;
 use crate::mutants;
 use crate::request::{self, now_ms, parse_selector, Admitted};
 use crate::store::{Row, Store, StoreError};
@@ -190,9 +191,7 @@ impl Lifecycle {
                     })?;
                     return Ok(());
                 }
-                self.change_if_exists(&id, |sb| {
-                    transitions::process_exited(sb, exit_code, &message)
-                })?;
+                self.top_process_exited(&id, exit_code, message)?;
             }
             DriverEvent::Failed { error, .. } => {
                 self.change_if_exists(&id, |sb| {
@@ -223,6 +222,37 @@ impl Lifecycle {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The driver saw the sandbox's top process end. If no supervisor session ever opened (and
+    /// nothing was reported, or the record would be terminal already), the message carries the
+    /// backend's last output: the only account of why it died.
+    fn top_process_exited(&self, id: &str, exit_code: i32, mut message: String) -> Result<()> {
+        let mut inner = self.lock();
+        let Some(row) = inner.store.get(id)? else {
+            return Ok(());
+        };
+        if is_terminal(&row.sandbox) {
+            return Ok(());
+        }
+        let never_connected = row
+            .sandbox
+            .status
+            .as_ref()
+            .is_none_or(|s| s.main_process_instance_id.is_empty());
+        if never_connected {
+            let tail = last_output::for_message(&inner.bus.tail(id, 0), &row.token_hash);
+            if tail.is_empty() {
+                message.push_str(" before any supervisor session; it printed nothing");
+            } else {
+                message.push_str(" before any supervisor session; its last output:\n");
+                message.push_str(&tail);
+            }
+        }
+        self.apply(&mut inner, row.sandbox, |sb| {
+            transitions::process_exited(sb, exit_code, &message)
+        })?;
         Ok(())
     }
 
