@@ -41,6 +41,9 @@ pub mod env {
     pub const SKIP_BOOTSTRAP: &str = "OPENSHELL_SKIP_BOOTSTRAP";
     /// Seconds the boot hook may run (default 60).
     pub const BOOT_HOOK_TIMEOUT: &str = "OPENSHELL_BOOT_HOOK_TIMEOUT";
+    /// Seconds the supervisor may spend reaching the gateway at startup, the first session and
+    /// a startup error report together (default 10).
+    pub const GATEWAY_TIMEOUT: &str = "OPENSHELL_GATEWAY_TIMEOUT";
     /// Seconds between session heartbeats (gateway side: the interval it announces).
     pub const HEARTBEAT_SECS: &str = "OPENSHELL_HEARTBEAT_SECS";
 }
