@@ -11,7 +11,10 @@ fn binary() -> PathBuf {
 }
 
 fn output(command: &mut Command) -> (i32, String) {
-    let out = command.env_remove("OPENSHELL_REQUIRE_LANES").output().unwrap();
+    let out = command
+        .env_remove("OPENSHELL_REQUIRE_LANES")
+        .output()
+        .unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
