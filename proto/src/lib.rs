@@ -54,6 +54,9 @@ pub mod labels {
     pub const SANDBOX_ID: &str = "openshell.sandbox-id";
     /// The run that created the sandbox: copied from the `CreateSandboxRequest` label of that name.
     pub const RUN_ID: &str = "openshell.run-id";
+    /// The gateway (its store) that owns the sandbox: a restarted gateway removes backend
+    /// resources carrying its id whose sandbox its store no longer holds.
+    pub const GATEWAY_ID: &str = "openshell.gateway-id";
 }
 
 /// Condition types.

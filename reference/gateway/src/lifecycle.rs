@@ -32,6 +32,10 @@ use crate::request::{self, now_ms, parse_selector, Admitted};
 use crate::store::{Row, Store, StoreError};
 use crate::transitions::{self, is_terminal};
 
+/// The first and the longest wait between attempts of a failed sandbox's backend cleanup.
+const CLEANUP_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(500);
+const CLEANUP_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Settings of the core.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
@@ -78,12 +82,14 @@ pub struct Lifecycle {
     backend_ops: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Awaited at each [`PausePoint`]; none outside tests.
     pause: Mutex<Option<PauseHook>>,
+    /// This core, for the background work it spawns from `&self` methods.
+    me: std::sync::Weak<Lifecycle>,
 }
 
 impl Lifecycle {
     /// A core over `store` and `driver`. Call [`Lifecycle::start`] to recover and take events.
     pub fn new(store: Store, driver: Arc<dyn ComputeDriver>, config: CoreConfig) -> Arc<Lifecycle> {
-        Arc::new(Lifecycle {
+        Arc::new_cyclic(|me| Lifecycle {
             inner: Mutex::new(Inner {
                 store,
                 bus: WatchBus::default(),
@@ -94,6 +100,7 @@ impl Lifecycle {
             next_session: AtomicU64::new(1),
             backend_ops: Mutex::new(HashMap::new()),
             pause: Mutex::new(None),
+            me: me.clone(),
         })
     }
 
@@ -162,7 +169,55 @@ impl Lifecycle {
         }
         let core = Arc::clone(self);
         tokio::spawn(async move { core.consume(events).await });
+        let core = Arc::clone(self);
+        tokio::spawn(async move { core.remove_unknown_backends().await });
         Ok(())
+    }
+
+    /// Removes the backend resources labelled with this gateway's id whose sandbox the store
+    /// no longer holds (deleted from the store while the gateway was down, or a create whose
+    /// record never made it). Each removal holds the sandbox's backend lock, like any other.
+    async fn remove_unknown_backends(self: Arc<Self>) {
+        let owner = self.lock().store.gateway_id().to_string();
+        let wanted = std::collections::BTreeMap::from([(
+            openshell_proto::labels::GATEWAY_ID.to_string(),
+            owner,
+        )]);
+        let found = match self.driver.labelled(&wanted).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list backend resources at start; unknown ones stay");
+                return;
+            }
+        };
+        for id in found {
+            // Under the sandbox's backend lock: a create stores its record before it takes the
+            // driver call, so a record missing here is really gone.
+            let backend = self.backend_lock(&id);
+            let guard = backend.lock().await;
+            let known = self.lock().store.id_known(&id);
+            match known {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(%id, error = %e, "store unreadable; backend left alone");
+                    continue;
+                }
+            }
+            match self.driver.delete(&id).await {
+                Ok(_) => tracing::info!(
+                    %id,
+                    "removed the backend of a sandbox the store does not hold"
+                ),
+                Err(e) => tracing::warn!(
+                    %id,
+                    error = %e,
+                    "could not remove the backend of an unknown sandbox"
+                ),
+            }
+            drop(guard);
+            self.forget_backend_lock(&id);
+        }
     }
 
     async fn consume(self: Arc<Self>, mut events: EventReceiver) {
@@ -270,7 +325,10 @@ impl Lifecycle {
             sandbox,
             token,
             driver_request,
-        } = request::admit(request, &self.config.endpoint)?;
+        } = {
+            let gateway_id = self.lock().store.gateway_id().to_string();
+            request::admit(request, &self.config.endpoint, &gateway_id)?
+        };
         let id = driver_request.sandbox_id.clone();
         // [1] The backend lock before the record exists.
         let guard = self.backend_lock(&id).lock_owned().await;
@@ -518,21 +576,41 @@ impl Lifecycle {
         Ok(Some(sandbox))
     }
 
+    /// Removes the backend of a sandbox in Error, in the background, retrying with backoff
+    /// until it succeeds (an engine that is down now may be back later) or the sandbox is gone
+    /// (its delete removed the backend itself).
     fn spawn_cleanup(&self, id: &str) {
         if mutants::active("no-cleanup") {
             return;
         }
-        let (driver, id) = (Arc::clone(&self.driver), id.to_string());
+        let Some(core) = self.me.upgrade() else {
+            return; // the core is shutting down
+        };
+        let id = id.to_string();
         let backend = self.backend_lock(&id);
         tokio::spawn(async move {
-            let _guard = backend.lock().await;
-            match driver.delete(&id).await {
-                Ok(removed) => {
-                    tracing::info!(%id, removed, "backend resources of failed sandbox cleaned up")
+            let mut backoff = CLEANUP_BACKOFF_MIN;
+            loop {
+                let guard = backend.lock().await;
+                match core.lock().store.id_known(&id) {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => tracing::warn!(%id, error = %e, "store unreadable during cleanup"),
                 }
-                Err(e) => {
-                    tracing::warn!(%id, error = %e, "cleanup of failed sandbox did not finish")
+                match core.driver.delete(&id).await {
+                    Ok(removed) => {
+                        tracing::info!(%id, removed, "backend resources of failed sandbox cleaned up");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(
+                        %id,
+                        error = %e,
+                        "cleanup of failed sandbox did not finish; retrying in {backoff:?}"
+                    ),
                 }
+                drop(guard);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(CLEANUP_BACKOFF_MAX);
             }
         });
     }

@@ -267,7 +267,7 @@ fn check_template(spec: &SandboxSpec) -> Result<()> {
 }
 
 /// Validates `request` and builds the record and the driver request.
-pub fn admit(request: CreateSandboxRequest, endpoint: &str) -> Result<Admitted> {
+pub fn admit(request: CreateSandboxRequest, endpoint: &str, gateway_id: &str) -> Result<Admitted> {
     let spec = request
         .spec
         .ok_or_else(|| GatewayError::InvalidArgument("`spec` is required".into()))?;
@@ -338,7 +338,10 @@ pub fn admit(request: CreateSandboxRequest, endpoint: &str) -> Result<Admitted> 
         let main = serde_json::json!({ "version": 1, "command": spec.command, "tty": spec.tty });
         environment.insert(env::MAIN_PROCESS_SPEC.into(), main.to_string());
     }
-    let mut backend_labels = BTreeMap::from([(labels::SANDBOX_ID.to_string(), id.clone())]);
+    let mut backend_labels = BTreeMap::from([
+        (labels::SANDBOX_ID.to_string(), id.clone()),
+        (labels::GATEWAY_ID.to_string(), gateway_id.to_string()),
+    ]);
     if let Some(run) = request.labels.get(labels::RUN_ID) {
         backend_labels.insert(labels::RUN_ID.to_string(), run.clone());
     }

@@ -62,6 +62,7 @@ pub struct Row {
 /// The sandbox store. Not `Sync`: the lifecycle core owns it behind its lock.
 pub struct Store {
     conn: Connection,
+    gateway_id: String,
 }
 
 const SCHEMA: &str = "
@@ -77,6 +78,10 @@ CREATE TABLE IF NOT EXISTS history (
     record BLOB NOT NULL,
     PRIMARY KEY (sandbox_id, resource_version)
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 ";
 
 impl Store {
@@ -90,7 +95,21 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Store { conn })
+        // The store's identity, made once: backend resources are labelled with it.
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('gateway_id', ?1)",
+            params![uuid::Uuid::new_v4().to_string()],
+        )?;
+        let gateway_id =
+            conn.query_row("SELECT value FROM meta WHERE key = 'gateway_id'", [], |r| {
+                r.get::<_, String>(0)
+            })?;
+        Ok(Store { conn, gateway_id })
+    }
+
+    /// The id of the gateway this store belongs to (stable across restarts on one database).
+    pub fn gateway_id(&self) -> &str {
+        &self.gateway_id
     }
 
     /// Inserts a new sandbox. Fails on a duplicate id or name.
@@ -177,6 +196,17 @@ impl Store {
             .into_iter()
             .map(|(id, hash, record)| decode(id, hash, &record))
             .collect())
+    }
+
+    /// Whether a row with this id exists (corrupt or not).
+    pub fn id_known(&self, id: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row("SELECT 1 FROM sandboxes WHERE id = ?1", params![id], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some())
     }
 
     /// The id of the sandbox named `name`, read from its own column (so it is known even when
@@ -309,6 +339,16 @@ mod tests {
         assert_eq!(got.sandbox.metadata.unwrap().resource_version, 2);
         assert_eq!(got.token_hash, vec![7; 32]);
         assert_eq!(store.history("a").unwrap().len(), 2);
+        let again = Store::open(path).unwrap();
+        assert_eq!(
+            again.gateway_id(),
+            store.gateway_id(),
+            "the id survives reopening"
+        );
+        assert_ne!(
+            Store::open(":memory:").unwrap().gateway_id(),
+            store.gateway_id()
+        );
     }
 
     #[test]

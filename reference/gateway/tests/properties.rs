@@ -114,7 +114,7 @@ proptest! {
             }),
             ..Default::default()
         };
-        match request::admit(request, "http://127.0.0.1:1") {
+        match request::admit(request, "http://127.0.0.1:1", "gw-test") {
             Ok(admitted) => {
                 let meta = admitted.sandbox.metadata.as_ref().unwrap();
                 prop_assert!(!meta.name.is_empty() && meta.name.len() <= limits::NAME_BYTES);
