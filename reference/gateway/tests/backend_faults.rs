@@ -508,3 +508,61 @@ async fn a_supervisor_that_is_not_an_executable_shows_exec_format_error_in_sandb
     gw.stop();
     docker(None, &["rmi", "-f", &image]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_lane_a_sandbox_removed_from_the_store_while_down_leaves_no_root() {
+    let state = tempfile::tempdir().unwrap();
+    let mut args: Vec<OsString> = ["--driver", "process", "--listen", "127.0.0.1:0"]
+        .iter()
+        .map(Into::into)
+        .collect();
+    args.extend(state_args(state.path()));
+    let first = GatewayProcess::start(args.clone()).unwrap();
+    let mut client = first.client().await;
+    let created = client
+        .create_sandbox(request("forgotten", &fixture_ref("good"), &[]))
+        .await
+        .unwrap()
+        .into_inner()
+        .sandbox
+        .unwrap();
+    until(
+        &mut client,
+        "forgotten",
+        "Ready",
+        is_phase(SandboxPhase::Ready),
+    )
+    .await;
+    drop(client);
+    first.kill9();
+    let id = created.metadata.unwrap().id;
+    let root = state.path().join("roots").join(&id);
+    assert!(root.exists(), "the crash leaves the root behind");
+    let conn = rusqlite::Connection::open(state.path().join("gateway.db")).unwrap();
+    conn.execute("DELETE FROM sandboxes WHERE id = ?1", [&id])
+        .unwrap();
+    drop(conn);
+
+    let second = GatewayProcess::start(args).unwrap();
+    // The sweep runs in the background after start: wait (bounded) for the root to go.
+    let deadline = Instant::now() + DEADLINE;
+    while root.exists()
+        || state
+            .path()
+            .join("roots")
+            .join(format!("{id}.labels.json"))
+            .exists()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "root still there:\n{}",
+            second.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = second.stop();
+    assert!(
+        log.contains("removed the backend of a sandbox the store does not hold"),
+        "{log}"
+    );
+}
