@@ -39,13 +39,9 @@ pub enum GatewayError {
         "the gateway did not print `{LISTENING_PREFIX}ADDR` within {STARTUP_TIMEOUT:?}: {detail}"
     )]
     NoAddress { detail: String },
-    /// The endpoint could not be reached.
-    #[error("connecting to {endpoint}: {source}")]
-    Connect {
-        endpoint: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
+    /// The endpoint could not be reached; `cause` is the underlying reason, spelled out.
+    #[error("connecting to {endpoint}: {cause}")]
+    Connect { endpoint: String, cause: String },
     /// The state directory could not be made.
     #[error("state directory: {0}")]
     StateDir(#[source] std::io::Error),
@@ -53,6 +49,33 @@ pub enum GatewayError {
 
 /// Result alias of this module.
 pub type Result<T> = std::result::Result<T, GatewayError>;
+
+/// Why a connection failed, in words: tonic's own text is only `transport error`, so the error
+/// chain is walked, and a refused connection says what it means.
+pub fn connect_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut refused = false;
+    let mut source = error.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            refused |= io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    let chain = parts.join(": ");
+    if refused || chain.to_lowercase().contains("connection refused") {
+        format!(
+            "connection refused: nothing is listening there (start the gateway first, or leave \
+             out --gateway to let the runner start the reference one) [{chain}]"
+        )
+    } else {
+        chain
+    }
+}
 
 /// Where to find the reference gateway: `explicit`, else `OPENSHELL_GATEWAY_BIN`, else the
 /// `openshell-gateway` beside the current executable (or beside its parent, for test binaries in
@@ -219,7 +242,7 @@ impl Gateway {
             .await
             .map_err(|source| GatewayError::Connect {
                 endpoint: self.endpoint.clone(),
-                source,
+                cause: connect_cause(&source),
             })?;
         Ok(OpenShellClient::new(channel))
     }

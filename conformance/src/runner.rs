@@ -171,9 +171,12 @@ pub async fn prerequisites_with(
             // SAFETY: geteuid(2) has no preconditions and cannot fail.
             let euid = unsafe { libc::geteuid() };
             if euid != 0 && !external_gateway {
-                return Err(
-                    "the process driver needs root (chroot, mount and PID namespaces)".into(),
-                );
+                return Err(format!(
+                    "the process driver needs root (it chroots and creates mount and PID \
+                     namespaces) and this runs as uid {euid}: run the command as root (as \
+                     written, without sudo, in a root shell), or use --driver docker after \
+                     `bash ci/setup-docker.sh`"
+                ));
             }
             Ok(())
         }
@@ -285,6 +288,8 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
         if config.require_lanes.contains(&driver) {
             return Err(RunError::LaneMissing { driver, reason });
         }
+        // Said once, up front: otherwise the user sees only a table of skips.
+        eprintln!("lane {driver} cannot run here, every case is skipped: {reason}");
         report.gateway = "(not started)".into();
         if config.verbose {
             let line = format!("SKIPPED lane {driver}: {reason}\n");

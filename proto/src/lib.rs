@@ -42,6 +42,9 @@ pub mod env {
     pub const SKIP_BOOTSTRAP: &str = "OPENSHELL_SKIP_BOOTSTRAP";
     /// Seconds the boot hook may run (default 60).
     pub const BOOT_HOOK_TIMEOUT: &str = "OPENSHELL_BOOT_HOOK_TIMEOUT";
+    /// Seconds the supervisor may spend reaching the gateway at startup, the first session and
+    /// a startup error report together (default 10).
+    pub const GATEWAY_TIMEOUT: &str = "OPENSHELL_GATEWAY_TIMEOUT";
     /// Seconds between session heartbeats (gateway side: the interval it announces).
     pub const HEARTBEAT_SECS: &str = "OPENSHELL_HEARTBEAT_SECS";
 }
@@ -52,6 +55,9 @@ pub mod labels {
     pub const SANDBOX_ID: &str = "openshell.sandbox-id";
     /// The run that created the sandbox: copied from the `CreateSandboxRequest` label of that name.
     pub const RUN_ID: &str = "openshell.run-id";
+    /// The gateway (its store) that owns the sandbox: a restarted gateway removes backend
+    /// resources carrying its id whose sandbox its store no longer holds.
+    pub const GATEWAY_ID: &str = "openshell.gateway-id";
 }
 
 /// Condition types.

@@ -26,8 +26,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, KillContainerOptions, RemoveContainerOptions,
-    StartContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, KillContainerOptions,
+    ListContainersOptionsBuilder, RemoveContainerOptions, StartContainerOptions,
 };
 use openshell_driver::{
     mutants, ComputeDriver, DriverError, DriverEvent, EventSender, Result, SandboxRequest,
@@ -265,6 +265,36 @@ impl ComputeDriver for DockerDriver {
             self.registry.forget(sandbox_id);
         }
         result
+    }
+
+    async fn labelled(
+        &self,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<String>> {
+        let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let filters = std::collections::HashMap::from([(
+            "label".to_string(),
+            wanted
+                .iter()
+                .map(String::as_str)
+                .map(String::from)
+                .collect::<Vec<_>>(),
+        )]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let listed = self
+            .engine
+            .bounded("list containers", engine::QUICK, |c| async move {
+                c.list_containers(Some(options)).await
+            })
+            .await
+            .map_err(unavailable)?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|c| c.labels?.remove(openshell_proto::labels::SANDBOX_ID))
+            .collect())
     }
 
     async fn exists(&self, sandbox_id: &str) -> Result<bool> {

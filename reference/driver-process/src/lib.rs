@@ -284,6 +284,33 @@ fn remove_root(root: &Path, labels: &Path) -> io::Result<bool> {
     Ok(removed)
 }
 
+/// The sandbox ids whose labels file under `roots` carries every one of `labels`.
+fn labelled_roots(
+    roots: &Path,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> io::Result<Vec<String>> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(roots)? {
+        let path = entry?.path();
+        let Some(id) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".labels.json"))
+        else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let have: std::collections::BTreeMap<String, String> =
+            serde_json::from_str(&text).unwrap_or_default();
+        if labels.iter().all(|(k, v)| have.get(k) == Some(v)) {
+            ids.push(id.to_string());
+        }
+    }
+    Ok(ids)
+}
+
 /// SIGKILLs every process chrooted at or under `root` and waits (bounded) until none is left.
 async fn kill_strays(root: &Path) -> std::result::Result<bool, DriverError> {
     let unavailable = |e: &dyn std::fmt::Display| {
@@ -381,6 +408,18 @@ impl ComputeDriver for ProcessDriver {
                 DriverError::Unavailable(format!("removing the root of {sandbox_id}: {e}"))
             })?;
         Ok(removed || cleaned)
+    }
+
+    async fn labelled(
+        &self,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> std::result::Result<Vec<String>, DriverError> {
+        let roots = self.roots.clone();
+        let labels = labels.clone();
+        let listed = tokio::task::spawn_blocking(move || labelled_roots(&roots, &labels))
+            .await
+            .map_err(|e| DriverError::Unavailable(format!("listing sandbox roots: {e}")))?;
+        listed.map_err(|e| DriverError::Unavailable(format!("listing sandbox roots: {e}")))
     }
 
     async fn exists(&self, sandbox_id: &str) -> std::result::Result<bool, DriverError> {

@@ -133,6 +133,15 @@ pub trait ComputeDriver: Send + Sync + 'static {
 
     /// Whether a backend resource for the sandbox still exists (asked at gateway start).
     async fn exists(&self, sandbox_id: &str) -> Result<bool>;
+
+    /// The sandbox ids of every backend resource carrying all of `labels` (asked at gateway
+    /// start with the gateway's own `openshell.gateway-id`, to remove what belongs to sandboxes
+    /// its store no longer holds). The default lists nothing: a driver that cannot list leaves
+    /// such resources to an operator.
+    async fn labelled(&self, labels: &BTreeMap<String, String>) -> Result<Vec<String>> {
+        let _ = labels;
+        Ok(Vec::new())
+    }
 }
 
 /// Deliberately broken behaviours, the proof that the conformance suite can fail: compiled in

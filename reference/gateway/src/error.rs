@@ -41,12 +41,21 @@ impl From<GatewayError> for tonic::Status {
             GatewayError::Unauthenticated => Code::Unauthenticated,
             GatewayError::PermissionDenied(_) => Code::PermissionDenied,
             GatewayError::FailedPrecondition(_) => Code::FailedPrecondition,
+            GatewayError::Store(e) if e.is_unwritable() => Code::Unavailable,
             GatewayError::Store(_) => Code::Internal,
         };
-        if code == Code::Internal {
-            tracing::error!(%error, "internal error");
-        }
-        tonic::Status::new(code, error.to_string())
+        let message = match code {
+            Code::Unavailable => {
+                tracing::error!(%error, "store write failed; request refused, nothing changed");
+                format!("{error}: nothing was changed; retry once the store is writable again")
+            }
+            Code::Internal => {
+                tracing::error!(%error, "internal error");
+                error.to_string()
+            }
+            _ => error.to_string(),
+        };
+        tonic::Status::new(code, message)
     }
 }
 
@@ -75,5 +84,26 @@ mod tests {
         for (error, code) in cases {
             assert_eq!(tonic::Status::from(error).code(), code);
         }
+    }
+
+    #[test]
+    fn an_unwritable_store_is_unavailable_and_a_corrupt_record_internal() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        let status = tonic::Status::from(GatewayError::Store(StoreError::Sqlite(full)));
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(
+            status.message().contains("nothing was changed"),
+            "{status:?}"
+        );
+        let corrupt = StoreError::Corrupt {
+            id: "sb-1".into(),
+            detail: "it has no metadata".into(),
+        };
+        let status = tonic::Status::from(GatewayError::Store(corrupt));
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert!(status.message().contains("sandbox sb-1"), "{status:?}");
     }
 }

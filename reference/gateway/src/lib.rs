@@ -12,7 +12,9 @@
 //! - [`request`]: admission of a create request (validation, record, driver request).
 //! - [`transitions`]: the phase machine as pure functions.
 //! - [`store`]: SQLite persistence with per-change history; [`bus`]: the watch bus and log tails.
-//! - [`auth`]: sandbox tokens; [`hygiene`]: what stored messages may contain.
+//! - [`auth`]: sandbox tokens; [`hygiene`]: what stored messages may contain; [`last_output`]:
+//!   the backend's last lines in the message of a sandbox that died before any session.
+//! - [`state_lock`]: one gateway per state directory; [`listen`]: loopback unless told otherwise.
 //! - [`error`]: `GatewayError` and its single mapping to `tonic::Status`.
 //! - [`mutants`]: deliberately broken behaviours behind the `mutants` feature (never default).
 //!
@@ -23,11 +25,14 @@ pub mod auth;
 pub mod bus;
 pub mod error;
 pub mod hygiene;
+pub mod last_output;
 pub mod lifecycle;
+pub mod listen;
 pub mod mutants;
 pub mod request;
 pub mod service;
 pub mod session;
+pub mod state_lock;
 pub mod store;
 pub mod transitions;
 

@@ -8,9 +8,14 @@
 //!
 //! Backend work (create, delete) never runs under the lock: it is spawned, and its outcome comes
 //! back as another change. Entering Error always spawns the backend's cleanup (seed 000), after
-//! the Error is stored and published.
+//! the Error is stored and published, and retried until it succeeds.
+//!
+//! Recovery at start (stored records against the backend as it is now, and removal of backends
+//! the store no longer knows) lives in `recovery`.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -24,10 +29,17 @@ use tokio::sync::broadcast;
 use crate::auth;
 use crate::bus::{BusEvent, WatchBus};
 use crate::error::{GatewayError, Result};
+use crate::last_output;
 use crate::mutants;
 use crate::request::{self, now_ms, parse_selector, Admitted};
-use crate::store::{Row, Store};
+use crate::store::{Row, Store, StoreError};
 use crate::transitions::{self, is_terminal};
+
+mod recovery;
+
+/// The first and the longest wait between attempts of a failed sandbox's backend cleanup.
+const CLEANUP_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(500);
+const CLEANUP_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Settings of the core.
 #[derive(Debug, Clone)]
@@ -52,6 +64,17 @@ pub struct Subscription {
     pub events: broadcast::Receiver<BusEvent>,
 }
 
+/// A test's hold on the core at a named point (see [`Lifecycle::pause_at`]).
+pub type PauseHook =
+    Arc<dyn Fn(PausePoint) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// The points of the core where a [`PauseHook`] is awaited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PausePoint {
+    /// `create` has stored and published the new record and not yet started its driver call.
+    CreateStored,
+}
+
 /// The lifecycle core.
 pub struct Lifecycle {
     inner: Mutex<Inner>,
@@ -62,12 +85,16 @@ pub struct Lifecycle {
     /// arrives while the create is still in flight waits for it, so it never misses (and leaks)
     /// what the create was about to start.
     backend_ops: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Awaited at each [`PausePoint`]; none outside tests.
+    pause: Mutex<Option<PauseHook>>,
+    /// This core, for the background work it spawns from `&self` methods.
+    me: std::sync::Weak<Lifecycle>,
 }
 
 impl Lifecycle {
     /// A core over `store` and `driver`. Call [`Lifecycle::start`] to recover and take events.
     pub fn new(store: Store, driver: Arc<dyn ComputeDriver>, config: CoreConfig) -> Arc<Lifecycle> {
-        Arc::new(Lifecycle {
+        Arc::new_cyclic(|me| Lifecycle {
             inner: Mutex::new(Inner {
                 store,
                 bus: WatchBus::default(),
@@ -77,54 +104,27 @@ impl Lifecycle {
             config,
             next_session: AtomicU64::new(1),
             backend_ops: Mutex::new(HashMap::new()),
+            pause: Mutex::new(None),
+            me: me.clone(),
         })
+    }
+
+    /// For tests: awaits `hook` at every [`PausePoint`], so a test can hold a request exactly
+    /// where an interleaving matters and run another one meanwhile.
+    pub fn pause_at(&self, hook: PauseHook) {
+        *self.pause.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
+    }
+
+    async fn pause_point(&self, point: PausePoint) {
+        let hook = self.pause.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(hook) = hook {
+            hook(point).await;
+        }
     }
 
     /// The session heartbeat interval.
     pub fn heartbeat_secs(&self) -> u32 {
         self.config.heartbeat_secs
-    }
-
-    /// Recovers after a (re)start, then consumes driver events until the channel closes.
-    ///
-    /// Recovery: sessions do not survive a restart, so Ready records wait for theirs again; a
-    /// non-terminal record whose backend is gone becomes Error; Error records get their backend
-    /// cleanup again (it may not have finished before the restart).
-    pub async fn start(self: &Arc<Self>, events: EventReceiver) -> Result<()> {
-        let rows = self.lock().store.list()?;
-        for row in rows {
-            let id = row
-                .sandbox
-                .metadata
-                .as_ref()
-                .map(|m| m.id.clone())
-                .unwrap_or_default();
-            if is_terminal(&row.sandbox) {
-                self.spawn_cleanup(&id);
-                continue;
-            }
-            self.change(&id, transitions::gateway_restarted)?;
-            match self.driver.exists(&id).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.change(&id, |sb| {
-                        transitions::backend_failed(
-                            sb,
-                            reasons::BACKEND_LOST,
-                            "the backend resource is gone (found at gateway start)",
-                        )
-                    })?;
-                }
-                Err(e) => {
-                    self.change(&id, |sb| {
-                        transitions::backend_failed(sb, e.reason(), &e.to_string())
-                    })?;
-                }
-            }
-        }
-        let core = Arc::clone(self);
-        tokio::spawn(async move { core.consume(events).await });
-        Ok(())
     }
 
     async fn consume(self: Arc<Self>, mut events: EventReceiver) {
@@ -153,9 +153,7 @@ impl Lifecycle {
                     })?;
                     return Ok(());
                 }
-                self.change_if_exists(&id, |sb| {
-                    transitions::process_exited(sb, exit_code, &message)
-                })?;
+                self.top_process_exited(&id, exit_code, message)?;
             }
             DriverEvent::ExitedWithoutCode { message, .. } => {
                 self.change_if_exists(&id, |sb| {
@@ -194,34 +192,84 @@ impl Lifecycle {
         Ok(())
     }
 
+    /// The driver saw the sandbox's top process end. If no supervisor session ever opened (and
+    /// nothing was reported, or the record would be terminal already), the message carries the
+    /// backend's last output: the only account of why it died.
+    fn top_process_exited(&self, id: &str, exit_code: i32, mut message: String) -> Result<()> {
+        let mut inner = self.lock();
+        let Some(row) = inner.store.get(id)? else {
+            return Ok(());
+        };
+        if is_terminal(&row.sandbox) {
+            return Ok(());
+        }
+        let never_connected = row
+            .sandbox
+            .status
+            .as_ref()
+            .is_none_or(|s| s.main_process_instance_id.is_empty());
+        if never_connected {
+            let tail = last_output::for_message(&inner.bus.tail(id, 0), &row.token_hash);
+            if tail.is_empty() {
+                message.push_str(" before any supervisor session; it printed nothing");
+            } else {
+                message.push_str(" before any supervisor session; its last output:\n");
+                message.push_str(&tail);
+            }
+        }
+        self.apply(&mut inner, row.sandbox, |sb| {
+            transitions::process_exited(sb, exit_code, &message)
+        })?;
+        Ok(())
+    }
+
     // ---- public API operations ----
 
     /// Validates and stores a new sandbox, then asks the driver to start it (in the background).
-    pub fn create(self: &Arc<Self>, request: CreateSandboxRequest) -> Result<Sandbox> {
+    ///
+    /// Order matters, because a delete can arrive the moment the record is visible:
+    /// 1. take the sandbox's backend lock (its id is new, so nobody else holds it);
+    /// 2. store and publish the record: from now on a delete finds it, and waits for the lock;
+    /// 3. hand the lock to the background driver call: the delete's driver call runs after it,
+    ///    so it removes whatever the create started (nothing leaks, nothing panics).
+    pub async fn create(self: &Arc<Self>, request: CreateSandboxRequest) -> Result<Sandbox> {
         let Admitted {
             sandbox,
             token,
             driver_request,
-        } = request::admit(request, &self.config.endpoint)?;
+        } = {
+            let gateway_id = self.lock().store.gateway_id().to_string();
+            request::admit(request, &self.config.endpoint, &gateway_id)?
+        };
         let id = driver_request.sandbox_id.clone();
-        {
+        // [1] The backend lock before the record exists.
+        let guard = self.backend_lock(&id).lock_owned().await;
+        // [2] Store, then publish (a failed store publishes nothing).
+        let stored = {
             let mut inner = self.lock();
-            if inner.store.get_by_name(&driver_request.name)?.is_some()
-                && !mutants::active("duplicate-names")
-            {
-                return Err(GatewayError::AlreadyExists(driver_request.name));
+            match inner.store.get_by_name(&driver_request.name) {
+                Ok(Some(_)) if !mutants::active("duplicate-names") => {
+                    Err(GatewayError::AlreadyExists(driver_request.name.clone()))
+                }
+                Ok(_) => inner
+                    .store
+                    .insert(&Row {
+                        sandbox: sandbox.clone(),
+                        token_hash: auth::hash_token(&token),
+                    })
+                    .map_err(GatewayError::from),
+                Err(e) => Err(e.into()),
             }
-            inner.store.insert(&Row {
-                sandbox: sandbox.clone(),
-                token_hash: auth::hash_token(&token),
-            })?;
-            inner.bus.publish(&sandbox);
+            .map(|()| inner.bus.publish(&sandbox))
+        };
+        if let Err(e) = stored {
+            drop(guard);
+            self.forget_backend_lock(&id);
+            return Err(e);
         }
+        self.pause_point(PausePoint::CreateStored).await;
+        // [3] The driver call, holding the lock.
         let core = Arc::clone(self);
-        let guard = self
-            .backend_lock(&id)
-            .try_lock_owned()
-            .expect("a new sandbox's backend lock is free");
         tokio::spawn(async move {
             let _guard = guard;
             if let Err(error) = core.driver.create(driver_request).await {
@@ -264,8 +312,9 @@ impl Lifecycle {
         drop(inner);
         let any = mutants::active("selector-any");
         let matching = rows.into_iter().map(|r| r.sandbox).filter(|sb| {
-            let have = &sb.metadata.as_ref().expect("records carry metadata").labels;
-            let matches = |(k, v): &(String, String)| have.get(k) == Some(v);
+            // The store checked that every record carries metadata.
+            let have = sb.metadata.as_ref().map(|m| &m.labels);
+            let matches = |(k, v): &(String, String)| have.and_then(|l| l.get(k)) == Some(v);
             if any {
                 wanted.is_empty() || wanted.iter().any(matches)
             } else {
@@ -281,19 +330,32 @@ impl Lifecycle {
     }
 
     /// Marks the sandbox Deleting, removes its backend resources, then forgets it.
+    ///
+    /// A sandbox whose stored record is corrupt can still be deleted (by name or id): its id is
+    /// read from the store's own column, and the Deleting step, which needs the record, is skipped.
     pub async fn delete(&self, name: &str) -> Result<bool> {
-        let id = {
+        let found = {
             let inner = self.lock();
-            let found = self.find(&inner, name);
-            if mutants::active("delete-unknown-ok")
-                && matches!(found, Err(GatewayError::NotFound(_)))
-            {
+            match self.find(&inner, name) {
+                Ok(row) => Ok(id_of(&row.sandbox)?.to_string()),
+                Err(GatewayError::Store(StoreError::Corrupt { id, detail })) => {
+                    tracing::warn!(%id, %detail, "deleting a sandbox whose record is corrupt");
+                    Err(id)
+                }
                 // "Idempotent" delete: an unknown name is reported as nothing deleted.
-                return Ok(false);
+                Err(GatewayError::NotFound(_)) if mutants::active("delete-unknown-ok") => {
+                    return Ok(false)
+                }
+                Err(e) => return Err(e),
             }
-            found?.sandbox.metadata.expect("records carry metadata").id
         };
-        self.change(&id, transitions::deleting)?;
+        let id = match found {
+            Ok(id) => {
+                self.change(&id, transitions::deleting)?;
+                id
+            }
+            Err(corrupt) => corrupt,
+        };
         let backend = self.backend_lock(&id);
         let _guard = backend.lock().await;
         if let Err(e) = self.driver.delete(&id).await {
@@ -307,10 +369,7 @@ impl Lifecycle {
         inner.bus.remove(&id);
         inner.sessions.remove(&id);
         drop(inner);
-        self.backend_ops
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        self.forget_backend_lock(&id);
         Ok(removed)
     }
 
@@ -318,12 +377,7 @@ impl Lifecycle {
     pub fn subscribe(&self, name_or_id: &str, log_tail_lines: usize) -> Result<Subscription> {
         let mut inner = self.lock();
         let snapshot = self.find(&inner, name_or_id)?.sandbox;
-        let id = snapshot
-            .metadata
-            .as_ref()
-            .expect("records carry metadata")
-            .id
-            .clone();
+        let id = id_of(&snapshot)?.to_string();
         let tail = inner.bus.tail(&id, log_tail_lines);
         let events = inner.bus.subscribe(&id);
         Ok(Subscription {
@@ -349,6 +403,7 @@ impl Lifecycle {
             None if mutants::active("no-auth") => return Ok(()),
             None => return Err(GatewayError::Unauthenticated),
         };
+        request::check_lookup("sandbox_id", sandbox_id)?;
         let row = match self.lock().store.get(sandbox_id)? {
             Some(row) => row,
             // Reports for unknown sandboxes accepted (and dropped) instead of refused.
@@ -389,6 +444,7 @@ impl Lifecycle {
         instance_id: &str,
         degraded: &[DegradedSubsystem],
     ) -> Result<u64> {
+        request::check_instance_id(instance_id)?;
         let session = self.next_session.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.lock();
         let row = inner
@@ -416,28 +472,29 @@ impl Lifecycle {
                 "instance {instance_id} already had a session"
             )));
         }
-        inner.sessions.insert(sandbox_id.to_string(), session);
+        // Stored first: a store that cannot be written leaves no session registered for it.
         self.apply(&mut inner, row.sandbox, |sb| {
             transitions::session_connected(sb, instance_id, degraded)
         })?;
+        inner.sessions.insert(sandbox_id.to_string(), session);
         Ok(session)
     }
 
     /// A session ended. Only the end of the *current* session demotes Ready.
     pub fn session_closed(&self, sandbox_id: &str, session: u64) -> Result<()> {
         let mut inner = self.lock();
-        if inner.sessions.get(sandbox_id) != Some(&session) && !mutants::active("demote-superseded")
-        {
+        let current = inner.sessions.get(sandbox_id) == Some(&session);
+        if !current && !mutants::active("demote-superseded") {
             return Ok(());
         }
-        if inner.sessions.get(sandbox_id) == Some(&session) {
+        // Stored first: a store that cannot be written keeps the session registered.
+        if !mutants::active("no-demote") {
+            if let Some(row) = inner.store.get(sandbox_id)? {
+                self.apply(&mut inner, row.sandbox, transitions::session_ended)?;
+            }
+        }
+        if current {
             inner.sessions.remove(sandbox_id);
-        }
-        if mutants::active("no-demote") {
-            return Ok(());
-        }
-        if let Some(row) = inner.store.get(sandbox_id)? {
-            self.apply(&mut inner, row.sandbox, transitions::session_ended)?;
         }
         Ok(())
     }
@@ -475,7 +532,7 @@ impl Lifecycle {
         if !f(&mut sandbox) {
             return Ok(None);
         }
-        let meta = sandbox.metadata.as_mut().expect("records carry metadata");
+        let meta = sandbox.metadata.as_mut().ok_or(StoreError::NoMetadata)?;
         meta.resource_version += 1;
         let id = meta.id.clone();
         inner.store.update(&sandbox)?;
@@ -486,21 +543,41 @@ impl Lifecycle {
         Ok(Some(sandbox))
     }
 
+    /// Removes the backend of a sandbox in Error, in the background, retrying with backoff
+    /// until it succeeds (an engine that is down now may be back later) or the sandbox is gone
+    /// (its delete removed the backend itself).
     fn spawn_cleanup(&self, id: &str) {
         if mutants::active("no-cleanup") {
             return;
         }
-        let (driver, id) = (Arc::clone(&self.driver), id.to_string());
+        let Some(core) = self.me.upgrade() else {
+            return; // the core is shutting down
+        };
+        let id = id.to_string();
         let backend = self.backend_lock(&id);
         tokio::spawn(async move {
-            let _guard = backend.lock().await;
-            match driver.delete(&id).await {
-                Ok(removed) => {
-                    tracing::info!(%id, removed, "backend resources of failed sandbox cleaned up")
+            let mut backoff = CLEANUP_BACKOFF_MIN;
+            loop {
+                let guard = backend.lock().await;
+                match core.lock().store.id_known(&id) {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => tracing::warn!(%id, error = %e, "store unreadable during cleanup"),
                 }
-                Err(e) => {
-                    tracing::warn!(%id, error = %e, "cleanup of failed sandbox did not finish")
+                match core.driver.delete(&id).await {
+                    Ok(removed) => {
+                        tracing::info!(%id, removed, "backend resources of failed sandbox cleaned up");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(
+                        %id,
+                        error = %e,
+                        "cleanup of failed sandbox did not finish; retrying in {backoff:?}"
+                    ),
                 }
+                drop(guard);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(CLEANUP_BACKOFF_MAX);
             }
         });
     }
@@ -510,7 +587,15 @@ impl Lifecycle {
         Arc::clone(ops.entry(id.to_string()).or_default())
     }
 
+    fn forget_backend_lock(&self, id: &str) {
+        self.backend_ops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
     fn find(&self, inner: &Inner, name_or_id: &str) -> Result<Row> {
+        request::check_lookup("the sandbox name", name_or_id)?;
         if let Some(row) = inner.store.get_by_name(name_or_id)? {
             return Ok(row);
         }
@@ -527,4 +612,9 @@ impl Lifecycle {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The id of a record (the store checked that every record carries metadata).
+fn id_of(sandbox: &Sandbox) -> Result<&str> {
+    Ok(&sandbox.metadata.as_ref().ok_or(StoreError::NoMetadata)?.id)
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use openshell_driver::{ComputeDriver, EventSender};
+use openshell_gateway::state_lock::StateLock;
 use openshell_gateway::store::Store;
 use openshell_gateway::{CoreConfig, Lifecycle};
 use tokio::signal::unix::{signal, SignalKind};
@@ -34,9 +35,14 @@ struct Args {
     /// Compute driver.
     #[arg(long, value_enum, default_value = "process")]
     driver: DriverKind,
-    /// Address to serve gRPC on; port 0 picks a free one.
+    /// Address to serve gRPC on (IP:PORT); port 0 picks a free one. Loopback only, unless
+    /// --allow-non-loopback.
     #[arg(long, default_value = "127.0.0.1:7443")]
     listen: String,
+    /// Allow a --listen address that is not loopback. The API has no authentication: anyone who
+    /// reaches the address can create and delete sandboxes.
+    #[arg(long)]
+    allow_non_loopback: bool,
     /// SQLite database path, or `:memory:`. Default: `<state-dir>/gateway.db`.
     #[arg(long)]
     db: Option<String>,
@@ -209,23 +215,29 @@ async fn build_driver(args: &Args, events: EventSender) -> anyhow::Result<Arc<dy
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("OPENSHELL_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a terminal: a log file or pipe gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
     if args.heartbeat_secs == 0 {
         bail!("--heartbeat-secs must be at least 1");
     }
+    let listen = openshell_gateway::listen::check(&args.listen, args.allow_non_loopback)?;
     std::fs::create_dir_all(&args.state_dir).with_context(|| {
         format!(
             "cannot create the state directory {}",
             args.state_dir.display()
         )
     })?;
+    // Before anything reads or changes the state: one gateway per state directory.
+    let _state_lock = StateLock::acquire(&args.state_dir)?;
     let db = args.db.clone().unwrap_or_else(|| {
         args.state_dir
             .join("gateway.db")
@@ -234,7 +246,7 @@ async fn main() -> anyhow::Result<()> {
     });
     let store = Store::open(&db).with_context(|| format!("cannot open the store {db}"))?;
 
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
@@ -259,6 +271,9 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("cannot recover stored sandboxes")?;
 
+    // Handlers before the first line: whoever read it may send SIGTERM at once.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     println!("openshell-gateway listening on {addr}");
     use std::io::Write;
     std::io::stdout().flush()?;
@@ -268,8 +283,6 @@ async fn main() -> anyhow::Result<()> {
     let server = tokio::spawn(openshell_gateway::serve(core, listener, async {
         let _ = stop_rx.await;
     }));
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),

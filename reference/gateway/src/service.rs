@@ -57,7 +57,7 @@ impl OpenShell for GatewayService {
         &self,
         request: Request<CreateSandboxRequest>,
     ) -> Result<Response<SandboxResponse>, Status> {
-        let sandbox = self.core.create(request.into_inner())?;
+        let sandbox = self.core.create(request.into_inner()).await?;
         Ok(Response::new(SandboxResponse {
             sandbox: Some(sandbox),
         }))
@@ -226,8 +226,9 @@ impl OpenShell for GatewayService {
         let token = bearer_token(request.metadata());
         let r = request.into_inner();
         self.core.authenticate(token.as_deref(), &r.sandbox_id)?;
-        let stage = SupervisorStartupStage::try_from(r.stage)
-            .unwrap_or(SupervisorStartupStage::Unspecified);
+        // A stage this gateway does not know (a newer supervisor's) is stored as `other`.
+        let stage =
+            SupervisorStartupStage::try_from(r.stage).unwrap_or(SupervisorStartupStage::Other);
         self.core.supervisor_error(
             &r.sandbox_id,
             openshell_proto::stage_name(stage),

@@ -47,6 +47,7 @@ async fn late_pod_statuses_after_supervisor_error_change_nothing_and_cleanup_rem
 
     let id = core
         .create(create_request("k8s-stale-policy"))
+        .await
         .unwrap()
         .metadata
         .unwrap()

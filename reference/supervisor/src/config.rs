@@ -86,10 +86,15 @@ pub struct Settings {
     pub skip: BTreeSet<Subsystem>,
     /// `OPENSHELL_BOOT_HOOK_TIMEOUT` (default 60 s).
     pub hook_timeout: Duration,
+    /// `OPENSHELL_GATEWAY_TIMEOUT` (default 10 s): the first session and a startup error report
+    /// share it.
+    pub gateway_timeout: Duration,
 }
 
 /// The default boot hook timeout.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default budget for reaching the gateway at startup.
+pub const DEFAULT_GATEWAY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -134,9 +139,12 @@ impl Settings {
                 best_effort: lenient(get(env::BEST_EFFORT_FAILURES), |v| truthy(v).is_ok())
                     .is_some_and(|v| truthy(&v).unwrap_or(false)),
                 skip: skip_list(&known.join(",")).unwrap_or_default(),
-                hook_timeout: lenient(get(env::BOOT_HOOK_TIMEOUT), |v| hook_timeout(v).is_ok())
-                    .and_then(|v| hook_timeout(&v).ok())
+                hook_timeout: get(env::BOOT_HOOK_TIMEOUT)
+                    .and_then(|v| seconds(env::BOOT_HOOK_TIMEOUT, &v).ok())
                     .unwrap_or(DEFAULT_HOOK_TIMEOUT),
+                gateway_timeout: get(env::GATEWAY_TIMEOUT)
+                    .and_then(|v| seconds(env::GATEWAY_TIMEOUT, &v).ok())
+                    .unwrap_or(DEFAULT_GATEWAY_TIMEOUT),
             });
         }
         Ok(Settings {
@@ -150,9 +158,13 @@ impl Settings {
                 .transpose()?
                 .unwrap_or_default(),
             hook_timeout: get(env::BOOT_HOOK_TIMEOUT)
-                .map(|v| hook_timeout(&v))
+                .map(|v| seconds(env::BOOT_HOOK_TIMEOUT, &v))
                 .transpose()?
                 .unwrap_or(DEFAULT_HOOK_TIMEOUT),
+            gateway_timeout: get(env::GATEWAY_TIMEOUT)
+                .map(|v| seconds(env::GATEWAY_TIMEOUT, &v))
+                .transpose()?
+                .unwrap_or(DEFAULT_GATEWAY_TIMEOUT),
         })
     }
 }
@@ -219,8 +231,8 @@ pub fn skip_list(value: &str) -> Result<BTreeSet<Subsystem>> {
     Ok(out)
 }
 
-/// Positive seconds, fractions allowed (`2`, `0.5`).
-pub fn hook_timeout(value: &str) -> Result<Duration> {
+/// Positive seconds of variable `name`, fractions allowed (`2`, `0.5`).
+pub fn seconds(name: &'static str, value: &str) -> Result<Duration> {
     value
         .trim()
         .parse::<f64>()
@@ -228,7 +240,7 @@ pub fn hook_timeout(value: &str) -> Result<Duration> {
         .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
         .map(Duration::from_secs_f64)
         .ok_or_else(|| ConfigError::Invalid {
-            name: env::BOOT_HOOK_TIMEOUT,
+            name,
             value: value.into(),
             expected: "seconds, a positive number up to 86400",
         })
@@ -301,6 +313,23 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("landlock"));
+    }
+
+    #[test]
+    fn the_gateway_timeout_defaults_to_ten_seconds_and_takes_fractions() {
+        let cfg = Config::from_lookup(lookup(&BASE), &["/bin/sh".into()]).unwrap();
+        assert_eq!(cfg.rest.unwrap().gateway_timeout, Duration::from_secs(10));
+        let mut pairs = BASE.to_vec();
+        pairs.push((env::GATEWAY_TIMEOUT, "2.5"));
+        let cfg = Config::from_lookup(lookup(&pairs), &["/bin/sh".into()]).unwrap();
+        assert_eq!(
+            cfg.rest.unwrap().gateway_timeout,
+            Duration::from_millis(2500)
+        );
+        assert!(seconds(env::GATEWAY_TIMEOUT, "0")
+            .unwrap_err()
+            .to_string()
+            .contains("OPENSHELL_GATEWAY_TIMEOUT"));
     }
 
     #[test]

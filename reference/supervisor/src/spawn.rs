@@ -213,7 +213,7 @@ impl Spawner {
             (1, STEP_SECCOMP) => SpawnError::Seccomp(errno),
             _ if e.raw_os_error().is_some() => SpawnError::Exec {
                 program: program.into(),
-                what: exec_failure(errno),
+                what: exec_failure(program, errno),
                 errno,
             },
             _ => SpawnError::Io {
@@ -224,17 +224,48 @@ impl Spawner {
     }
 }
 
-fn exec_failure(errno: Errno) -> String {
+/// Why exec'ing `program` failed with `errno`, in words. For ENOENT it looks at the file: a
+/// missing file, a `#!` line naming a missing interpreter (named), or a binary whose loader is
+/// missing are different mistakes with different fixes.
+fn exec_failure(program: &str, errno: Errno) -> String {
     match errno {
         Errno::EACCES => {
             "not executable (permission denied: it is exec'd directly, check its exec bit)".into()
         }
-        Errno::ENOENT => {
-            "not found, or its #! interpreter is missing (no such file or directory)".into()
-        }
+        Errno::ENOENT => missing_what(program),
         Errno::ENOEXEC => "not a valid executable (exec format error: missing #! line?)".into(),
         e => format!("not executable: {e:?} ({})", e.desc()),
     }
+}
+
+fn missing_what(program: &str) -> String {
+    let path = std::path::Path::new(program);
+    if !program.contains('/') || std::fs::symlink_metadata(path).is_err() {
+        return "not found (no such file or directory)".into();
+    }
+    match shebang_interpreter(path) {
+        Some(interpreter) if std::fs::metadata(&interpreter).is_err() => format!(
+            "a script whose #! interpreter {interpreter} is not found (no such file or \
+             directory): install {interpreter} in the image or change the #! line"
+        ),
+        Some(interpreter) => format!(
+            "a script whose #! interpreter {interpreter} exists but cannot be started (no such \
+             file or directory: its own loader or libraries are missing?)"
+        ),
+        None => "present, but its ELF loader (dynamic linker) is missing (no such file or \
+                 directory): link it statically or add the loader to the image"
+            .into(),
+    }
+}
+
+/// The interpreter a `#!` first line names, if the file starts with one.
+fn shebang_interpreter(path: &std::path::Path) -> Option<String> {
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|&b| b == b'\n').next()?;
+    let text = String::from_utf8_lossy(line);
+    text.split_whitespace().next().map(str::to_string)
 }
 
 fn seccomp_errno(e: &seccompiler::Error) -> Errno {
@@ -298,7 +329,18 @@ mod tests {
 
     #[test]
     fn exec_failures_name_the_cause() {
-        assert!(exec_failure(Errno::EACCES).contains("not executable (permission denied"));
-        assert!(exec_failure(Errno::ENOENT).contains("interpreter"));
+        assert!(exec_failure("/x", Errno::EACCES).contains("not executable (permission denied"));
+        assert!(exec_failure("/nonexistent/x", Errno::ENOENT).starts_with("not found"));
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("hook.sh");
+        std::fs::write(&script, "#!/opt/nowhere/zsh -e\nexit 0\n").unwrap();
+        let what = exec_failure(script.to_str().unwrap(), Errno::ENOENT);
+        assert!(
+            what.contains("#! interpreter /opt/nowhere/zsh is not found"),
+            "{what}"
+        );
+        let binary = dir.path().join("tool");
+        std::fs::write(&binary, b"\x7fELF").unwrap();
+        assert!(exec_failure(binary.to_str().unwrap(), Errno::ENOENT).contains("loader"));
     }
 }

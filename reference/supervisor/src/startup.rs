@@ -21,17 +21,22 @@
 //! Steps 5-6 are the subsystems `OPENSHELL_SKIP_BOOTSTRAP` may declare and
 //! `OPENSHELL_BEST_EFFORT_FAILURES` may tolerate (seed 003); what was skipped or tolerated goes
 //! in the hello's degraded list. Every failure from step 1's reportable part on is reported
-//! once (bounded by [`REPORT_BOUND`]) and ends the supervisor with [`EXIT_STARTUP_FAILED`].
+//! once and ends the supervisor with [`EXIT_STARTUP_FAILED`].
+//!
+//! Reaching the gateway at startup has one budget, [`GatewayBudget`] (`OPENSHELL_GATEWAY_TIMEOUT`,
+//! default 10 s), whose clock starts at the first attempt: the first session's attempts and,
+//! when startup fails, the report share it, so a supervisor facing a silent or refusing gateway
+//! ends within the budget instead of waiting for the same address twice.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use openshell_proto::v1::{DegradedSubsystem, SupervisorHello, SupervisorStartupStage as Stage};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::{Config, Settings, Subsystem};
+use crate::config::{Config, Settings, Subsystem, DEFAULT_GATEWAY_TIMEOUT};
 use crate::hook;
 use crate::identity;
 use crate::mutants;
@@ -43,10 +48,35 @@ use crate::session::Gateway;
 use crate::spawn::{child_env, Spawner};
 use crate::sys;
 
-/// The bound on the whole `ReportSupervisorError` attempt (seed 000).
-pub const REPORT_BOUND: Duration = Duration::from_secs(5);
-/// How long the first session may take to come up before the GATEWAY stage fails.
-pub const FIRST_SESSION_BOUND: Duration = Duration::from_secs(10);
+/// The time the supervisor may spend reaching the gateway at startup: the first session and a
+/// startup error report together. The clock starts at the first attempt (the boot hook's time
+/// is its own).
+#[derive(Debug)]
+pub struct GatewayBudget {
+    total: Duration,
+    started: std::sync::OnceLock<Instant>,
+}
+
+impl GatewayBudget {
+    /// A budget of `total`, not started.
+    pub fn new(total: Duration) -> GatewayBudget {
+        GatewayBudget {
+            total,
+            started: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// What is left (starting the clock at the first call).
+    pub fn left(&self) -> Duration {
+        let started = *self.started.get_or_init(Instant::now);
+        self.total.saturating_sub(started.elapsed())
+    }
+
+    /// The whole budget.
+    pub fn total(&self) -> Duration {
+        self.total
+    }
+}
 /// How long `ReportMainProcessExit` is retried.
 pub const EXIT_REPORT_BOUND: Duration = Duration::from_secs(30);
 /// Exit status of a reported startup failure.
@@ -81,12 +111,24 @@ pub async fn run(cfg: Config) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    match supervise(cfg, &gateway, &instance_id).await {
+    let budget = GatewayBudget::new(
+        cfg.rest
+            .as_ref()
+            .map_or(DEFAULT_GATEWAY_TIMEOUT, |s| s.gateway_timeout),
+    );
+    match supervise(cfg, &gateway, &instance_id, &budget).await {
         Ok(code) => code,
         Err(failure) => {
             say(&format!("startup failed: {failure}"));
-            if let Err(e) = gateway
-                .report_error(failure.stage, &failure.message, REPORT_BOUND)
+            let left = budget.left();
+            if left.is_zero() {
+                say(&format!(
+                    "not reported: the {:?} gateway budget ({}) is spent",
+                    budget.total(),
+                    openshell_proto::env::GATEWAY_TIMEOUT
+                ));
+            } else if let Err(e) = gateway
+                .report_error(failure.stage, &failure.message, left)
                 .await
             {
                 say(&format!("could not report the failure to the gateway: {e}"));
@@ -96,7 +138,12 @@ pub async fn run(cfg: Config) -> i32 {
     }
 }
 
-async fn supervise(cfg: Config, gateway: &Arc<Gateway>, instance_id: &str) -> Result<i32, Failure> {
+async fn supervise(
+    cfg: Config,
+    gateway: &Arc<Gateway>,
+    instance_id: &str,
+    budget: &GatewayBudget,
+) -> Result<i32, Failure> {
     // [1] CONFIG, the reportable part: id, endpoint and token were checked in main (nobody to
     //     tell without them); from here on every failure reaches the gateway.
     let mut settings = cfg.rest.map_err(|e| fail(Stage::Config, e))?;
@@ -233,8 +280,8 @@ async fn supervise(cfg: Config, gateway: &Arc<Gateway>, instance_id: &str) -> Re
     };
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
     let holder = {
-        let gateway = gateway.clone();
-        tokio::spawn(async move { gateway.maintain(hello, FIRST_SESSION_BOUND, first_tx).await })
+        let (gateway, first_bound) = (gateway.clone(), budget.left());
+        tokio::spawn(async move { gateway.maintain(hello, first_bound, first_tx).await })
     };
     let first = first_rx
         .await

@@ -5,6 +5,10 @@
 //! after Error, restarts). The real drivers run in the conformance lanes.
 #![allow(dead_code)]
 
+pub mod docker;
+pub mod process;
+pub mod proxy;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
