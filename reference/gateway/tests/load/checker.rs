@@ -14,6 +14,9 @@ pub enum StreamFault {
     /// The stream carried nothing, so not even the opening snapshot.
     #[error("the stream carried no snapshot")]
     Empty,
+    /// A stream opened before the first change did not start with the first version.
+    #[error("lost the opening snapshot: the stream starts at version {0}, not 1")]
+    LostHead(u64),
     /// The first snapshot is no stored version.
     #[error("the first snapshot has version {0}, which was never stored")]
     UnknownStart(u64),
@@ -36,6 +39,15 @@ pub enum StreamFault {
 
 fn version(sb: &Sandbox) -> u64 {
     sb.metadata.as_ref().map_or(0, |m| m.resource_version)
+}
+
+/// Checks a stream opened before the sandbox's first change: it must carry the whole history.
+pub fn check_whole_history(seen: &[Sandbox], history: &[Sandbox]) -> Result<(), StreamFault> {
+    let first = seen.first().ok_or(StreamFault::Empty)?;
+    if history.first().map(version) != Some(version(first)) {
+        return Err(StreamFault::LostHead(version(first)));
+    }
+    check_stream(seen, history)
 }
 
 /// Checks `seen` (a watch stream, in arrival order) against `history` (every stored version).
@@ -152,6 +164,16 @@ mod tests {
                 expected: 3,
                 got: 4
             })
+        );
+    }
+
+    #[test]
+    fn a_stream_opened_before_any_change_must_carry_the_first_version() {
+        let h = history(3);
+        assert_eq!(check_whole_history(&h, &h), Ok(()));
+        assert_eq!(
+            check_whole_history(&h[1..], &h),
+            Err(StreamFault::LostHead(2))
         );
     }
 

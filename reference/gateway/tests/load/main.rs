@@ -53,6 +53,10 @@ fn assert_clean(f: &sessions::Figures) {
         &f.unexpected_histories[..f.unexpected_histories.len().min(10)]
     );
     assert_eq!(f.streams_checked, f.size.sessions + f.size.reports);
+    assert_eq!(
+        f.streams_settled, f.streams_checked,
+        "every stream reached its sandbox's last state"
+    );
     assert!(
         f.min_beats.0 >= 1 && f.min_beats.1 >= 1,
         "every session exchanged heartbeats: {:?}",
@@ -69,6 +73,7 @@ async fn sessions_reports_and_watchers_lose_no_transition_at_ci_size() {
         reports: 50,
         watchers_per_connection: 20,
         heartbeat_secs: DEFAULT_HEARTBEAT_SECS,
+        report_spread: Duration::ZERO,
     };
     let f = sessions::run(db.to_str().unwrap(), size).await;
     assert_clean(&f);
@@ -112,8 +117,15 @@ async fn full_size() {
         reports: 1000,
         watchers_per_connection: 100,
         heartbeat_secs: DEFAULT_HEARTBEAT_SECS,
+        report_spread: Duration::ZERO,
     };
-    let load = sessions::run(dir.path().join("load.db").to_str().unwrap(), size).await;
+    let burst = sessions::run(dir.path().join("burst.db").to_str().unwrap(), size).await;
+    // The same with the reports at a steady 200 per second (spread over 5 s).
+    let steady_size = sessions::Size {
+        report_spread: Duration::from_secs(5),
+        ..size
+    };
+    let steady = sessions::run(dir.path().join("steady.db").to_str().unwrap(), steady_size).await;
     let stored_size = stored::Size {
         stored: 10_000,
         gets: 1000,
@@ -125,10 +137,12 @@ async fn full_size() {
         "schema": 1,
         "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
-        "load": load.json(),
+        "burst": burst.json(),
+        "steady": steady.json(),
         "stored": stored.json(),
     });
     println!("{line}");
-    assert_clean(&load);
+    assert_clean(&burst);
+    assert_clean(&steady);
     assert_eq!(stored.after_restart, stored_size.stored);
 }

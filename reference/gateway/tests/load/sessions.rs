@@ -9,7 +9,8 @@
 //! 3. Connect one client per reporting sandbox (connection setup is not the ack latency).
 //! 4. Release every `ReportSupervisorError` at the moment the first session receives its first
 //!    gateway heartbeat: the sessions opened together, so their heartbeats come as one wave and
-//!    the reports contend with it.
+//!    the reports contend with it. All at once (a fleet failing together: the ack latency is
+//!    then mostly the queue), or spread evenly over a window (a steady rate: the service time).
 //! 5. Wait until every session has exchanged heartbeats both ways (none may drop meanwhile).
 //! 6. Close every session; its sandbox is demoted, which ends its watcher.
 //! 7. Check every stream against the stored history, and every history against the contract:
@@ -30,7 +31,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::checker::{check_stream, StreamFault};
+use crate::checker::{check_whole_history, StreamFault};
 use crate::common::{phase, ready, with_token, Gateway};
 use crate::figures::{self, ms, Latencies};
 use crate::setup::{connect, create_all, Created, SETUP_CONCURRENCY};
@@ -44,6 +45,8 @@ pub struct Size {
     /// kept under HTTP/2's usual 100–200 concurrent-stream cap).
     pub watchers_per_connection: usize,
     pub heartbeat_secs: u32,
+    /// The reports are released evenly over this window; zero releases them all at once.
+    pub report_spread: Duration,
 }
 
 /// What a run measured and found.
@@ -52,12 +55,16 @@ pub struct Figures {
     pub size: Size,
     pub report_ack: Latencies,
     pub reports_failed: Vec<String>,
-    /// From releasing the reports until the last ack.
+    /// From releasing the reports until the last ack, and the CPU time (both sides, all
+    /// threads) used meanwhile: near twice the wall time on 2 cores means the burst is CPU-bound.
     pub burst: Duration,
+    pub burst_cpu: Duration,
     pub sessions_open: Duration,
     /// Fewest heartbeats one session received from / sent to the gateway.
     pub min_beats: (u32, u32),
     pub streams_checked: usize,
+    /// Streams that reached their sandbox's last state before the settle time.
+    pub streams_settled: usize,
     pub transitions_checked: usize,
     pub faults: Vec<(String, StreamFault)>,
     /// Histories that are not the contract's shape (e.g. a session dropped under load).
@@ -75,13 +82,16 @@ impl Figures {
             "reports": self.size.reports,
             "watchers": self.size.sessions + self.size.reports,
             "heartbeat_secs": self.size.heartbeat_secs,
+            "report_spread_ms": ms(self.size.report_spread),
             "report_ack": self.report_ack.json(),
             "reports_failed": self.reports_failed.len(),
             "report_burst_ms": ms(self.burst),
+            "report_burst_cpu_ms": ms(self.burst_cpu),
             "sessions_open_ms": ms(self.sessions_open),
             "min_heartbeats_received": self.min_beats.0,
             "min_heartbeats_sent": self.min_beats.1,
             "streams_checked": self.streams_checked,
+            "streams_settled": self.streams_settled,
             "transitions_checked": self.transitions_checked,
             "lost_or_reordered": self.faults.len(),
             "unexpected_histories": self.unexpected_histories.len(),
@@ -100,7 +110,7 @@ pub async fn run(db: &str, size: Size) -> Figures {
     // Two descriptors per connection (both ends are in this process), plus the store and slack.
     figures::ensure_fd_limit(2 * (size.sessions + size.reports + watch_connections) as u64 + 512);
     let started = Instant::now();
-    let gw = Arc::new(Gateway::start(db, size.heartbeat_secs).await);
+    let gw = Gateway::start(db, size.heartbeat_secs).await;
     let peak_is_own = figures::reset_peak_rss();
     let rss_baseline_kib = figures::rss_kib();
     let phase_deadline = Duration::from_secs(60 + 3 * u64::from(size.heartbeat_secs));
@@ -115,6 +125,8 @@ pub async fn run(db: &str, size: Size) -> Figures {
         watch_clients.push(connect(&gw.endpoint).await);
     }
     let mut watchers: HashMap<String, JoinHandle<Vec<Sandbox>>> = HashMap::new();
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(total.max(1));
+    let (stop_tx, stop) = watch::channel(false);
     for (i, name) in all.iter().enumerate() {
         let mut client = watch_clients[i / size.watchers_per_connection].clone();
         let request = WatchSandboxRequest {
@@ -129,10 +141,8 @@ pub async fn run(db: &str, size: Size) -> Figures {
         } else {
             failed
         };
-        watchers.insert(
-            name.clone(),
-            tokio::spawn(follow(stream, ends, phase_deadline * 2)),
-        );
+        let follower = follow(stream, ends, done_tx.clone(), stop.clone());
+        watchers.insert(name.clone(), tokio::spawn(follower));
     }
 
     // 2. Sessions, one connection each, opened a bounded number at a time.
@@ -170,16 +180,18 @@ pub async fn run(db: &str, size: Size) -> Figures {
 
     // 3. Reporting supervisors, connected before the burst.
     let (connected_tx, mut connected_rx) = mpsc::channel::<()>(size.reports.max(1));
-    let (go_tx, go) = watch::channel(false);
+    let (go_tx, go) = watch::channel(None);
+    let step = size.report_spread / size.reports.max(1) as u32;
     let reports: Vec<JoinHandle<Result<Duration, String>>> = report_names
         .iter()
-        .map(|name| {
+        .enumerate()
+        .map(|(i, name)| {
             tokio::spawn(report(
                 gw.endpoint.clone(),
                 created[name].clone(),
                 admission.clone(),
                 connected_tx.clone(),
-                go.clone(),
+                (go.clone(), step * i as u32),
             ))
         })
         .collect();
@@ -196,8 +208,8 @@ pub async fn run(db: &str, size: Size) -> Figures {
         .await
         .expect("a session received a gateway heartbeat")
         .unwrap();
-    let burst_started = Instant::now();
-    go_tx.send_replace(true);
+    let (burst_started, cpu_before) = (Instant::now(), figures::cpu_time());
+    go_tx.send_replace(Some(tokio::time::Instant::now()));
     let mut acks = Vec::new();
     let mut reports_failed = Vec::new();
     for handle in reports {
@@ -208,7 +220,7 @@ pub async fn run(db: &str, size: Size) -> Figures {
             Err(_) => reports_failed.push("no ack within the deadline".into()),
         }
     }
-    let burst = burst_started.elapsed();
+    let (burst, burst_cpu) = (burst_started.elapsed(), figures::cpu_time() - cpu_before);
 
     // 5. Every session exchanged heartbeats both ways.
     wait_for(
@@ -228,6 +240,11 @@ pub async fn run(db: &str, size: Size) -> Figures {
         min_beats = (min_beats.0.min(received), min_beats.1.min(sent));
     }
 
+    // Every watcher has reached its sandbox's last state, or is stopped after the settle time
+    // (the checker then names what its stream is missing).
+    let settled = count(&mut done_rx, total, SETTLE).await;
+    stop_tx.send_replace(true);
+
     // 7. Streams against histories.
     let mut faults = Vec::new();
     let mut unexpected_histories = Vec::new();
@@ -237,7 +254,7 @@ pub async fn run(db: &str, size: Size) -> Figures {
         let seen = handle.await.expect("watch task");
         let history = gw.core.history(&created[&name].id).unwrap();
         transitions_checked += history.len();
-        if let Err(fault) = check_stream(&seen, &history) {
+        if let Err(fault) = check_whole_history(&seen, &history) {
             faults.push((name.clone(), fault));
         }
         let shape: Vec<SandboxPhase> = history.iter().map(phase).collect();
@@ -255,9 +272,7 @@ pub async fn run(db: &str, size: Size) -> Figures {
         }
     }
     drop(watch_clients);
-    if let Ok(gw) = Arc::try_unwrap(gw) {
-        gw.stop().await;
-    }
+    gw.stop().await;
     Figures {
         size,
         report_ack: Latencies::of(acks).unwrap_or(Latencies {
@@ -268,6 +283,7 @@ pub async fn run(db: &str, size: Size) -> Figures {
         }),
         reports_failed,
         burst,
+        burst_cpu,
         sessions_open,
         min_beats: if size.sessions == 0 {
             (0, 0)
@@ -275,6 +291,7 @@ pub async fn run(db: &str, size: Size) -> Figures {
             min_beats
         },
         streams_checked,
+        streams_settled: settled,
         transitions_checked,
         faults,
         unexpected_histories,
@@ -285,16 +302,24 @@ pub async fn run(db: &str, size: Size) -> Figures {
     }
 }
 
-async fn wait_for(rx: &mut mpsc::Receiver<()>, n: usize, deadline: Duration, what: &str) {
+/// How long watchers may take to see the last change after the sessions closed.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// Counts up to `n` signals on `rx` within `deadline`; returns how many came.
+async fn count(rx: &mut mpsc::Receiver<()>, n: usize, deadline: Duration) -> usize {
     let mut got = 0;
-    let waited = tokio::time::timeout(deadline, async {
-        while got < n {
-            rx.recv().await.expect("senders outlive the wait");
+    let _ = tokio::time::timeout(deadline, async {
+        while got < n && rx.recv().await.is_some() {
             got += 1;
         }
     })
     .await;
-    assert!(waited.is_ok(), "{what}: {got} of {n} within {deadline:?}");
+    got
+}
+
+async fn wait_for(rx: &mut mpsc::Receiver<()>, n: usize, deadline: Duration, what: &str) {
+    let got = count(rx, n, deadline).await;
+    assert_eq!(got, n, "{what}: {got} of {n} within {deadline:?}");
 }
 
 fn demoted_after_ready(seen: &[Sandbox]) -> bool {
@@ -309,26 +334,31 @@ fn failed(seen: &[Sandbox]) -> bool {
     phase(&seen[seen.len() - 1]) == SandboxPhase::Error
 }
 
-/// Collects a watch stream's snapshots until `ends` holds, the stream ends, or the deadline
-/// passes (then the checker reports what is missing).
+/// Collects a watch stream's snapshots until `ends` holds (then says so on `done`), the stream
+/// ends, or the run stops it.
 async fn follow(
     mut stream: tonic::Streaming<openshell_proto::v1::SandboxStreamEvent>,
     ends: fn(&[Sandbox]) -> bool,
-    deadline: Duration,
+    done: mpsc::Sender<()>,
+    mut stop: watch::Receiver<bool>,
 ) -> Vec<Sandbox> {
     let mut seen = Vec::new();
-    let _ = tokio::time::timeout(deadline, async {
-        while let Ok(Some(event)) = stream.message().await {
-            if let Some(sandbox_stream_event::Payload::Sandbox(sb)) = event.payload {
-                seen.push(sb);
-                if ends(&seen) {
-                    return;
-                }
+    loop {
+        let event = tokio::select! {
+            event = stream.message() => event,
+            _ = raised(&mut stop) => return seen,
+        };
+        let Ok(Some(event)) = event else {
+            return seen;
+        };
+        if let Some(sandbox_stream_event::Payload::Sandbox(sb)) = event.payload {
+            seen.push(sb);
+            if ends(&seen) {
+                let _ = done.send(()).await;
+                return seen;
             }
         }
-    })
-    .await;
-    seen
+    }
 }
 
 struct Signals {
@@ -395,7 +425,7 @@ async fn supervise(
                 Ok(Some(_)) => {}
                 other => panic!("session of {} ended while held: {other:?}", sandbox.id),
             },
-            _ = closed(&mut signals.close) => break,
+            _ = raised(&mut signals.close) => break,
         }
         if !told && received > 0 && sent > 0 {
             told = true;
@@ -405,25 +435,32 @@ async fn supervise(
     (received, sent)
 }
 
-/// Resolves once the run closes the sessions (holding no borrow of the flag across awaits).
-async fn closed(close: &mut watch::Receiver<bool>) {
-    let _ = close.wait_for(|c| *c).await;
+/// Resolves once `flag` is raised (holding no borrow of it across awaits, so tasks stay Send).
+async fn raised(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|c| *c).await;
 }
 
-/// A simulated supervisor whose startup failed: connects, waits for the burst, reports, and
-/// returns how long the ack took.
+/// A simulated supervisor whose startup failed: connects, waits for the release (`go` carries
+/// its instant) plus its `offset`, reports, and returns how long the ack took.
 async fn report(
     endpoint: String,
     sandbox: Created,
     admission: Arc<Semaphore>,
     connected: mpsc::Sender<()>,
-    mut go: watch::Receiver<bool>,
+    (mut go, offset): (watch::Receiver<Option<tokio::time::Instant>>, Duration),
 ) -> Result<Duration, String> {
     let permit = admission.acquire_owned().await.unwrap();
     let mut client = connect(&endpoint).await;
     drop(permit);
     connected.send(()).await.unwrap();
-    go.wait_for(|g| *g).await.unwrap();
+    let released = go
+        .wait_for(Option::is_some)
+        .await
+        .unwrap()
+        .expect("released");
+    // Pacing of the load generator, not synchronisation: a steady rate sends each report at
+    // its own slot after the release.
+    tokio::time::sleep_until(released + offset).await;
     let request = ReportSupervisorErrorRequest {
         sandbox_id: sandbox.id.clone(),
         stage: SupervisorStartupStage::Policy as i32,
