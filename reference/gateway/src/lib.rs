@@ -6,7 +6,8 @@
 //! and the lifecycle core turns those into stored, published changes.
 //!
 //! Layout (data flows top to bottom):
-//! - [`service`]: the `OpenShell` gRPC service; decodes requests, checks credentials.
+//! - [`accept`]: accepted connections (with `TCP_NODELAY`); [`service`]: the `OpenShell` gRPC
+//!   service; decodes requests, checks credentials.
 //! - [`session`]: one live supervisor session (heartbeats, end detection).
 //! - [`lifecycle`]: the core; the one write path (transition → store → publish).
 //! - [`request`]: admission of a create request (validation, record, driver request).
@@ -21,6 +22,7 @@
 //! The binary (`src/main.rs`) picks a driver (process, Docker or Kubernetes), binds, prints
 //! `openshell-gateway listening on ADDR` and serves until SIGTERM.
 
+pub mod accept;
 pub mod auth;
 pub mod bus;
 pub mod error;
@@ -55,7 +57,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = accept::incoming(listener);
     tonic::transport::Server::builder()
         .add_service(OpenShellServer::new(service::GatewayService::new(
             core, stopping,
