@@ -14,6 +14,9 @@ pub struct Failure {
     pub requirement: Req,
     /// Other requirements the same observation breaks (a fixture case's every requirement).
     pub also: Vec<Req>,
+    /// Requirements the case checked and found held before this failure (a MUST whose SHOULD
+    /// then failed).
+    pub held: Vec<Req>,
     /// What the requirement asks for.
     pub expected: String,
     /// What the suite saw.
@@ -89,6 +92,7 @@ pub fn fail(
     CaseError::Failed(Box::new(Failure {
         requirement,
         also: Vec::new(),
+        held: Vec::new(),
         expected: expected.into(),
         observed: observed.into(),
         note: None,
@@ -106,6 +110,17 @@ pub fn also(error: CaseError, requirements: &[Req]) -> CaseError {
                     f.also.push(*r);
                 }
             }
+            CaseError::Failed(f)
+        }
+        skipped => skipped,
+    }
+}
+
+/// Records requirements the case found held before `error` (no-op for a skip).
+pub fn held(error: CaseError, requirements: &[Req]) -> CaseError {
+    match error {
+        CaseError::Failed(mut f) => {
+            f.held.extend(requirements.iter().copied());
             CaseError::Failed(f)
         }
         skipped => skipped,

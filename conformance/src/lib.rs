@@ -24,7 +24,10 @@
 //! - [`leaks`]: find backend resources by `openshell.run-id` / `openshell.sandbox-id`.
 //! - [`report`]: `report.json`, `junit.xml`, `report.md` and per-failure diagnostics.
 //! - [`upstream`]: upstream OpenShell's reason names, for precise failure messages.
+//! - [`bench`]: lifecycle timings beside bare-runtime baselines, and their comparison (the
+//!   `bench` command).
 
+pub mod bench;
 pub mod cases;
 pub mod check;
 pub mod driver;

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use openshell_conformance::driver::{parse_lanes, Driver};
 use openshell_conformance::runner::{self, RunConfig};
 use openshell_conformance::spec::{catalog, requirements};
-use openshell_conformance::{gateway, images};
+use openshell_conformance::{bench, gateway, images};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -78,6 +78,10 @@ enum Command {
         /// --build --supervisor` built them) and a reference gateway the run starts uses it.
         #[arg(long)]
         supervisor: Option<PathBuf>,
+        /// The extra tree the images were built with (`images --extra-tree`), so the references
+        /// match; a reference gateway the run starts lays it into process-lane roots too.
+        #[arg(long, env = "OPENSHELL_EXTRA_TREE")]
+        extra_tree: Option<PathBuf>,
         /// The backend's label key holding the sandbox id.
         #[arg(long, default_value = openshell_proto::labels::SANDBOX_ID)]
         sandbox_label: String,
@@ -107,6 +111,12 @@ enum Command {
         #[arg(long)]
         owner_start: u64,
     },
+    /// Lifecycle timings beside bare-runtime baselines (`bench run`), and the release gate
+    /// (`bench compare`, or `bench run --baseline`).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// List the fixture image references; with --build, build the missing ones in the local Docker engine.
     Images {
         /// Build missing images.
@@ -121,7 +131,156 @@ enum Command {
         /// Bake this supervisor into the images instead (a vendor's own build; must be static).
         #[arg(long)]
         supervisor: Option<PathBuf>,
+        /// Lay this directory over every image (your runtime's tools, libraries, symlinks); give
+        /// `run` the same (`--extra-tree` or OPENSHELL_EXTRA_TREE).
+        #[arg(long, env = "OPENSHELL_EXTRA_TREE")]
+        extra_tree: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Measure every figure of the lanes (medians and p90 over --runs after --warmup).
+    Run {
+        /// The lanes, a comma list (process, docker, docker-runsc, vm).
+        #[arg(long, default_value = "process")]
+        driver: String,
+        /// Measured runs per figure.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Discarded warm-up runs.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Write the result here (JSON).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Compare with this earlier result; exit 1 when a ratio regressed.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// The regression threshold (0.25: a median ratio more than 25 % above the baseline's).
+        #[arg(long, default_value_t = openshell_conformance::bench::compare::DEFAULT_THRESHOLD)]
+        threshold: f64,
+        /// Measure this endpoint instead of the reference gateway.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// The reference gateway binary.
+        #[arg(long)]
+        gateway_bin: Option<PathBuf>,
+        /// The CLI (default: `openshell` beside this binary).
+        #[arg(long)]
+        cli: Option<PathBuf>,
+    },
+    /// Compare a result with a baseline: exit 1 when a ratio regressed, 2 when they cannot be
+    /// compared.
+    Compare {
+        /// The new result.
+        result: PathBuf,
+        /// The earlier result.
+        baseline: PathBuf,
+        /// The regression threshold.
+        #[arg(long, default_value_t = openshell_conformance::bench::compare::DEFAULT_THRESHOLD)]
+        threshold: f64,
+    },
+}
+
+/// The release gate: 0 nothing regressed, 1 a ratio regressed, 2 not comparable.
+fn gate(result: &bench::BenchResult, baseline_path: &std::path::Path, threshold: f64) -> ExitCode {
+    let baseline = match bench::BenchResult::load(baseline_path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match bench::compare::compare(result, &baseline, threshold) {
+        Ok(comparisons) => {
+            print_lossy(&bench::compare::render(&comparisons, threshold));
+            if comparisons.iter().any(|c| c.regressed) {
+                eprintln!("error: a ratio regressed beyond the threshold");
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn bench_command(command: BenchCommand) -> ExitCode {
+    match command {
+        BenchCommand::Compare {
+            result,
+            baseline,
+            threshold,
+        } => match bench::BenchResult::load(&result) {
+            Ok(r) => gate(&r, &baseline, threshold),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        BenchCommand::Run {
+            driver,
+            runs,
+            warmup,
+            json,
+            baseline,
+            threshold,
+            gateway,
+            gateway_bin,
+            cli,
+        } => {
+            let lanes = match parse_lanes(&driver) {
+                Ok(l) if !l.is_empty() => l,
+                Ok(_) => {
+                    eprintln!("error: --driver names no lane");
+                    return ExitCode::from(2);
+                }
+                Err(e) => {
+                    eprintln!("error: --driver: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let config = bench::BenchConfig {
+                lanes,
+                runs: runs.max(1),
+                warmup,
+                gateway_url: gateway,
+                gateway_bin,
+                cli,
+            };
+            let result = match bench::run(&config).await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            print_lossy(&result.table());
+            if let Some(path) = &json {
+                let text = serde_json::to_string_pretty(&result).expect("results serialize");
+                if let Err(e) = std::fs::write(path, text) {
+                    eprintln!("error: writing {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+            }
+            let leaked = result.lanes.iter().any(|l| !l.leaks.is_empty());
+            if leaked {
+                eprintln!("error: the leak audit found leftovers");
+            }
+            match baseline {
+                Some(b) => match gate(&result, &b, threshold) {
+                    code if code == ExitCode::SUCCESS && leaked => ExitCode::from(1),
+                    code => code,
+                },
+                None if leaked => ExitCode::from(1),
+                None => ExitCode::SUCCESS,
+            }
+        }
+    }
 }
 
 fn list(
@@ -187,6 +346,7 @@ async fn images_command(
     export: Option<PathBuf>,
     bin_dir: Option<PathBuf>,
     supervisor: Option<PathBuf>,
+    extra_tree: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     use std::io::Write as _;
     let fixtures = openshell_fixtures::Catalog::load_default()?;
@@ -197,6 +357,10 @@ async fn images_command(
     let mut inputs = images::default_inputs(&base);
     if let Some(supervisor) = supervisor {
         inputs.supervisor = supervisor;
+    }
+    if let Some(tree) = extra_tree {
+        anyhow::ensure!(tree.is_dir(), "--extra-tree {}: not a directory", tree.display());
+        inputs.extra_tree = Some(tree);
     }
     let refs = images::Images::compute(&fixtures, &inputs)?;
     if let Some(why) = refs.unavailable() {
@@ -250,12 +414,14 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Bench { command } => bench_command(command).await,
         Command::Images {
             build,
             export,
             bin_dir,
             supervisor,
-        } => match images_command(build, export, bin_dir, supervisor).await {
+            extra_tree,
+        } => match images_command(build, export, bin_dir, supervisor, extra_tree).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -288,6 +454,7 @@ async fn main() -> ExitCode {
             case_timeout,
             features,
             supervisor,
+            extra_tree,
             sandbox_label,
             run_label,
             kubeconfig,
@@ -335,6 +502,7 @@ async fn main() -> ExitCode {
                 gateway_env: Vec::new(),
                 features,
                 supervisor,
+                extra_tree,
                 label_keys,
             };
             match runner::run(&config).await {

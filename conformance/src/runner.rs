@@ -105,6 +105,9 @@ pub struct RunConfig {
     pub supervisor: Option<PathBuf>,
     /// The label keys of the backend's resources.
     pub label_keys: LabelKeys,
+    /// A vendor's runtime tree laid over every image (`images --extra-tree`), so the references
+    /// match; handed to a reference gateway the run starts (process-lane roots).
+    pub extra_tree: Option<PathBuf>,
 }
 
 impl RunConfig {
@@ -126,6 +129,7 @@ impl RunConfig {
             features: None,
             supervisor: None,
             label_keys: LabelKeys::default(),
+            extra_tree: None,
         }
     }
 }
@@ -317,6 +321,9 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     if let Some(s) = &config.supervisor {
         inputs.supervisor = s.clone();
     }
+    if config.extra_tree.is_some() {
+        inputs.extra_tree = config.extra_tree.clone();
+    }
     let mut images = Images::compute(&fixtures, &inputs)?;
     let run_started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -330,6 +337,9 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, RunError> {
     let mut gateway_args: Vec<String> = lane.as_ref().map(|l| l.gateway_args()).unwrap_or_default();
     if let Some(s) = &config.supervisor {
         gateway_args.extend(["--supervisor".to_string(), s.display().to_string()]);
+    }
+    if let Some(tree) = &inputs.extra_tree {
+        gateway_args.extend(["--extra-tree".to_string(), tree.display().to_string()]);
     }
     let mut gw = match &config.gateway_url {
         Some(url) => Gateway::external(url),
@@ -612,6 +622,7 @@ pub async fn run_case(case: Case, harness: Harness, timeout: Duration) -> CaseRe
                 .iter()
                 .map(|r| r.id().to_string())
                 .collect();
+            report.held_requirements = failure.held.iter().map(|r| r.id().to_string()).collect();
             report.message = failure.to_string();
             report.failure = Some(*failure);
         }

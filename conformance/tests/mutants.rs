@@ -93,7 +93,8 @@ const MUTANTS: &[(&str, Req, Component, Driver)] = {
             ProcessDriver,
             P,
         ),
-        ("argv-ignored", Req::API_009, Supervisor, P),
+        ("image-env-dropped", Req::API_009, ProcessDriver, P),
+        ("argv-ignored", Req::API_010, Supervisor, P),
         ("lenient-config", Req::CONFIG_001, Supervisor, P),
     ]
 };

@@ -44,6 +44,7 @@ pub fn default_inputs(gateway_bin: &Path) -> Inputs {
         supervisor: pick("OPENSHELL_SUPERVISOR_BIN", beside.supervisor),
         busybox: pick("OPENSHELL_BUSYBOX", beside.busybox),
         probe: pick("OPENSHELL_PROBE_BIN", beside.probe),
+        extra_tree: std::env::var_os("OPENSHELL_EXTRA_TREE").map(PathBuf::from),
     }
 }
 
@@ -149,6 +150,7 @@ mod tests {
             supervisor: "/nonexistent/sup".into(),
             busybox: "/nonexistent/bb".into(),
             probe: "/nonexistent/probe".into(),
+            extra_tree: None,
         };
         let images = Images::compute(&catalog, &inputs).unwrap();
         let why = images.get("good").unwrap_err();

@@ -174,6 +174,7 @@ fn removal_bounds(left: &[Resource], took: Duration, must: Req, what: &str) -> C
             )
         },
     )
+    .map_err(|e| crate::check::held(e, &[must]))
 }
 
 /// OSC-CLEAN-001 and OSC-CLEAN-004: the failed sandbox's resources go without a delete.

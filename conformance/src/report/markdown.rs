@@ -27,6 +27,23 @@ pub fn render(report: &RunReport) -> String {
     for note in &report.notes {
         out.push_str(&format!("> {}\n\n", cell(note)));
     }
+    let verdicts = super::verdicts::verdicts(report);
+    for level in super::verdicts::levels(&verdicts) {
+        out.push_str(&format!("- {}\n", super::verdicts::level_line(&level, &report.driver)));
+    }
+    let missed = super::verdicts::should_missed(&verdicts);
+    if !missed.is_empty() {
+        out.push_str(&format!("- SHOULD missed: {}\n", missed.join(", ")));
+    }
+    let medians = super::verdicts::latency_medians(report);
+    if !medians.is_empty() {
+        let text: Vec<String> = medians
+            .iter()
+            .map(|(k, v)| format!("{} {v} ms", k.key()))
+            .collect();
+        out.push_str(&format!("- latency medians: {}\n", text.join(", ")));
+    }
+    out.push('\n');
     out.push_str("| case | result | requirement | level | time |\n|---|---|---|---|---|\n");
     for c in &report.cases {
         out.push_str(&format!(
@@ -52,6 +69,19 @@ pub fn render(report: &RunReport) -> String {
             )
         })
         .collect();
+    out.push_str("\n## Requirements\n\n| requirement | level | verdict | cases |\n|---|---|---|---|\n");
+    for v in &verdicts {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            v.id,
+            v.level,
+            serde_json::to_value(v.verdict)
+                .ok()
+                .and_then(|j| j.as_str().map(String::from))
+                .unwrap_or_default(),
+            v.cases.join(", ")
+        ));
+    }
     if !problems.is_empty() {
         out.push_str("\n## Details\n");
         for c in problems {

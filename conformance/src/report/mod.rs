@@ -7,6 +7,7 @@ pub mod diagnostics;
 pub mod json;
 pub mod junit;
 pub mod markdown;
+pub mod verdicts;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -127,6 +128,8 @@ pub struct CaseReport {
     /// Why the case found the backend invisible (fails the run's leak audit too).
     #[serde(skip)]
     pub blind: Option<String>,
+    /// Requirements a failed case checked and found held before it failed.
+    pub held_requirements: Vec<String>,
 }
 
 impl CaseReport {
@@ -154,6 +157,7 @@ impl CaseReport {
             latencies_ms: BTreeMap::new(),
             failure: None,
             blind: None,
+            held_requirements: Vec::new(),
         }
     }
 
@@ -217,6 +221,7 @@ impl CaseReport {
             latencies_ms: BTreeMap::new(),
             failure: None,
             blind: None,
+            held_requirements: Vec::new(),
         }
     }
 
@@ -342,6 +347,11 @@ impl RunReport {
             "{} passed, {} failed, {} skipped, {} xfail, {} xpass, {} not supported (driver {}, run {})\n",
             s.passed, s.failed, s.skipped, s.xfail, s.xpass, s.not_supported, self.driver, self.run_id
         ));
+        let verdicts = verdicts::verdicts(self);
+        for level in verdicts::levels(&verdicts) {
+            out.push_str(&verdicts::level_line(&level, &self.driver));
+            out.push('\n');
+        }
         out
     }
 }
@@ -373,6 +383,7 @@ mod tests {
             latencies_ms: BTreeMap::new(),
             failure: None,
             blind: None,
+            held_requirements: Vec::new(),
             failed_requirements: Vec::new(),
         }
     }

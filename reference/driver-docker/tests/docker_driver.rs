@@ -59,6 +59,7 @@ fn busybox_inputs() -> Inputs {
         supervisor: busybox.clone(),
         busybox: busybox.clone(),
         probe: busybox,
+        extra_tree: None,
     }
 }
 

@@ -137,6 +137,7 @@ mod tests {
             supervisor: "/nonexistent".into(),
             busybox: "/nonexistent".into(),
             probe: "/nonexistent".into(),
+            extra_tree: None,
         };
         assert!(matches!(
             resolve(&catalog, &inputs, "busybox:latest"),

@@ -253,7 +253,12 @@ impl ProcessDriver {
                     &fixture.command,
                     &request.command,
                 ),
-                env: image::environment(&fixture.env, &request.env),
+                // Mutant `image-env-dropped`: the image's ENV forgotten, only the request's passed.
+                env: if mutants::active("image-env-dropped") {
+                    image::environment(&Default::default(), &request.env)
+                } else {
+                    image::environment(&fixture.env, &request.env)
+                },
             })
         });
         blocking

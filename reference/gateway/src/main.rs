@@ -62,6 +62,10 @@ struct Args {
     /// The static conformance probe copied into process-driver roots. Default: beside this binary.
     #[arg(long)]
     probe: Option<PathBuf>,
+    /// A vendor's runtime tree laid over every process-driver root (as `openshell-conformance
+    /// images --build --extra-tree` lays it into the images).
+    #[arg(long, env = "OPENSHELL_EXTRA_TREE")]
+    extra_tree: Option<PathBuf>,
     /// A static busybox for process-driver roots; its `nc` also relays VM guests to the gateway.
     #[arg(long, default_value = "/bin/busybox")]
     busybox: PathBuf,
@@ -146,6 +150,7 @@ async fn build_driver(args: &Args, events: EventSender) -> anyhow::Result<Arc<dy
                     .probe
                     .clone()
                     .map_or_else(|| sibling("openshell-probe"), Ok)?,
+                extra_tree: args.extra_tree.clone(),
             };
             let config = openshell_driver_process::ProcessConfig {
                 state_dir: args.state_dir.clone(),

@@ -35,7 +35,9 @@
 //! | `selector-any` | a label selector matches when any pair matches | OSC-API-007 |
 //!
 //! The process driver's (`image-missing-create-failed`, `delete-leaves-root`, `unlabelled`,
-//! `slow-teardown`) are in `reference/driver-process`, the supervisor's in its `mutants` module.
+//! `slow-teardown`, `image-env-dropped`) are in `reference/driver-process`, the Docker driver's
+//! stand-ins for a foreign implementation (`foreign-labels`, `foreign-entrypoint`,
+//! `leak-created`) in `reference/driver-docker`, the supervisor's in its `mutants` module.
 //! A mutants build also forwards `OPENSHELL_MUTANT` to supervisors through the sandbox
 //! environment (`request::admit`), which is how a mutant is selected inside a container or VM.
 

@@ -22,7 +22,7 @@
 //! | `no-workload-seccomp` | the workload filter is never applied (only the inherited prelude) | OSC-SEC-005 |
 //! | `token-inherited` | the sandbox token stays in the children's environment | OSC-SEC-005 |
 //! | `lenient-config` | unknown or malformed settings fall back to defaults | OSC-CONFIG-001 |
-//! | `argv-ignored` | the image's command (argv) is ignored for a built-in default | OSC-API-009 |
+//! | `argv-ignored` | the image's command (argv) is ignored for a built-in default | OSC-API-010 |
 
 /// The selected mutant, if this is a mutants build and one is selected.
 #[cfg(feature = "mutants")]

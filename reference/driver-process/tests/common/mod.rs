@@ -35,6 +35,7 @@ pub fn inputs_with(supervisor: &Path) -> Inputs {
         supervisor: supervisor.to_path_buf(),
         busybox: "/bin/busybox".into(),
         probe: fake_supervisor(),
+        extra_tree: None,
     }
 }
 

@@ -108,6 +108,7 @@ pub async fn script_image(name: &str, script: &str) -> anyhow::Result<String> {
         supervisor: busybox.clone(),
         busybox: busybox.clone(),
         probe: busybox,
+        extra_tree: None,
     };
     let docker = openshell_images::docker::connect(None)?;
     Ok(openshell_images::docker::build_image(&catalog, &fixture, &inputs, &docker).await?)

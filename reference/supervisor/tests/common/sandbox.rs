@@ -54,6 +54,7 @@ impl Root {
             supervisor: PathBuf::from(env!("CARGO_BIN_EXE_openshell-supervisor")),
             busybox: PathBuf::from("/bin/busybox"),
             probe: probe_path(),
+            extra_tree: None,
         };
         let dir = tempfile::Builder::new()
             .prefix("supervisor-test-")
