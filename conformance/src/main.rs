@@ -359,7 +359,11 @@ async fn images_command(
         inputs.supervisor = supervisor;
     }
     if let Some(tree) = extra_tree {
-        anyhow::ensure!(tree.is_dir(), "--extra-tree {}: not a directory", tree.display());
+        anyhow::ensure!(
+            tree.is_dir(),
+            "--extra-tree {}: not a directory",
+            tree.display()
+        );
         inputs.extra_tree = Some(tree);
     }
     let refs = images::Images::compute(&fixtures, &inputs)?;

@@ -66,29 +66,48 @@ fn a_small_process_lane_run_measures_every_figure_beside_its_baseline() {
     let bin = binary().with_file_name("openshell-gateway");
     if !root || !bin.exists() || !binary().with_file_name("openshell").exists() {
         let required = std::env::var("OPENSHELL_REQUIRE_LANES").unwrap_or_default();
-        assert!(!required.contains("process"), "the process lane cannot run the bench here");
+        assert!(
+            !required.contains("process"),
+            "the process lane cannot run the bench here"
+        );
         println!("SKIPPED: the process lane needs root and the built binaries");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     let out = Command::new(binary())
-        .args(["bench", "run", "--driver", "process", "--runs", "2", "--warmup", "0", "--json"])
+        .args([
+            "bench", "run", "--driver", "process", "--runs", "2", "--warmup", "0", "--json",
+        ])
         .arg(&json)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = BenchResult::load(&json).unwrap();
     assert_eq!(r.schema, SCHEMA);
     assert!(r.facts.cpus > 0 && !r.facts.kernel.is_empty());
     let lane = &r.lanes[0];
     assert!(lane.leaks.is_empty(), "{:?}", lane.leaks);
     for f in &lane.figures {
-        assert!(f.not_measured.is_none(), "{} not measured: {:?}", f.name, f.not_measured);
+        assert!(
+            f.not_measured.is_none(),
+            "{} not measured: {:?}",
+            f.name,
+            f.not_measured
+        );
         assert_eq!(f.samples_ms.len(), 2, "{}", f.name);
     }
-    for name in ["create_to_ready", "stale_policy_visible", "missing_user_visible"] {
+    for name in [
+        "create_to_ready",
+        "stale_policy_visible",
+        "missing_user_visible",
+    ] {
         let f = lane.figures.iter().find(|f| f.name == name).unwrap();
         assert_eq!(f.ratios.len(), 2, "{name}: ratios pair by pair");
     }

@@ -83,7 +83,10 @@ pub fn compare(
 
 /// The comparison as lines for people.
 pub fn render(comparisons: &[Comparison], threshold: f64) -> String {
-    let mut out = format!("ratio figures against the baseline (threshold +{:.0} %):\n", threshold * 100.0);
+    let mut out = format!(
+        "ratio figures against the baseline (threshold +{:.0} %):\n",
+        threshold * 100.0
+    );
     for c in comparisons {
         out.push_str(&format!(
             "  {:<13} {:<28} {:.3} -> {:.3} {}\n",

@@ -198,13 +198,16 @@ async fn run_lane(config: &BenchConfig, driver: Driver, facts: &mut Facts) -> Re
         .map_err(|why| BenchError::Lane(driver, why))?;
     let fixtures = Catalog::load_default()?;
     let bin = gateway::locate_binary(config.gateway_bin.as_deref());
-    let inputs = images::default_inputs(if external {
-        gateway::sibling("openshell-gateway")
-    } else {
-        bin.clone()
-    }
-    .as_path());
-    let images = Images::compute(&fixtures, &inputs).map_err(|e| BenchError::Images(e.to_string()))?;
+    let inputs = images::default_inputs(
+        if external {
+            gateway::sibling("openshell-gateway")
+        } else {
+            bin.clone()
+        }
+        .as_path(),
+    );
+    let images =
+        Images::compute(&fixtures, &inputs).map_err(|e| BenchError::Images(e.to_string()))?;
     if let Some(why) = images.unavailable() {
         return Err(BenchError::Images(why.to_string()));
     }
@@ -307,7 +310,9 @@ async fn measure(
         cli_delete(lane, &name).await?;
         match gone(lane, &id).await {
             Some(()) => push(&mut delete_gone, started.elapsed()),
-            None => notes.push(format!("{name}: backend not listable or not empty after delete")),
+            None => notes.push(format!(
+                "{name}: backend not listable or not empty after delete"
+            )),
         }
         for (fixture, samples, base, suffix) in [
             ("stale-policy", &mut stale, &mut stale_base, "s"),
@@ -317,10 +322,8 @@ async fn measure(
             push(samples, cli_create(lane, fixture, &name, false).await?);
             let visible = Instant::now();
             let id = sandbox_id(lane, &name).await?;
-            if fixture == "stale-policy" {
-                if gone(lane, &id).await.is_some() {
-                    push(&mut error_gone, visible.elapsed());
-                }
+            if fixture == "stale-policy" && gone(lane, &id).await.is_some() {
+                push(&mut error_gone, visible.elapsed());
             }
             push(base, baseline(lane, false, facts).await?);
             cli_delete(lane, &name).await?;
@@ -412,13 +415,22 @@ async fn cli_create(lane: &Lane, fixture: &str, name: &str, ready: bool) -> Resu
         .to_string();
     let command = Catalog::load_default()?.get(fixture)?.command.clone();
     let mut cmd = tokio::process::Command::new(&lane.cli);
-    cmd.args(["--gateway", &lane.endpoint, "sandbox", "create", "--from", &image, "--name", name])
-        .arg("--label")
-        .arg(format!("{}={}", labels::RUN_ID, lane.run_id))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    cmd.args([
+        "--gateway",
+        &lane.endpoint,
+        "sandbox",
+        "create",
+        "--from",
+        &image,
+        "--name",
+        name,
+    ])
+    .arg("--label")
+    .arg(format!("{}={}", labels::RUN_ID, lane.run_id))
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
     if lane.driver == Driver::DockerRunsc {
         cmd.args(["--runtime", "runsc", "--env"])
             .arg(format!("{}=1", env::BEST_EFFORT_FAILURES));
@@ -427,7 +439,11 @@ async fn cli_create(lane: &Lane, fixture: &str, name: &str, ready: bool) -> Resu
     let started = Instant::now();
     let out = tokio::time::timeout(CLI_TIMEOUT, cmd.output())
         .await
-        .map_err(|_| BenchError::Sample(format!("openshell sandbox create {name} did not exit within {CLI_TIMEOUT:?}")))?
+        .map_err(|_| {
+            BenchError::Sample(format!(
+                "openshell sandbox create {name} did not exit within {CLI_TIMEOUT:?}"
+            ))
+        })?
         .map_err(|e| BenchError::Sample(format!("{}: {e}", lane.cli.display())))?;
     let took = started.elapsed();
     let text = format!(
@@ -435,7 +451,11 @@ async fn cli_create(lane: &Lane, fixture: &str, name: &str, ready: bool) -> Resu
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let stage = if fixture == "missing-user" { "identity: " } else { "policy: " };
+    let stage = if fixture == "missing-user" {
+        "identity: "
+    } else {
+        "policy: "
+    };
     let as_expected = if ready {
         out.status.code() == Some(0)
     } else {
@@ -445,7 +465,11 @@ async fn cli_create(lane: &Lane, fixture: &str, name: &str, ready: bool) -> Resu
         return Err(BenchError::Sample(format!(
             "openshell sandbox create {name} from {fixture}: exit {:?}, expected {}; output: {}",
             out.status.code(),
-            if ready { "0 at Ready" } else { "1 with the cause printed" },
+            if ready {
+                "0 at Ready"
+            } else {
+                "1 with the cause printed"
+            },
             text.trim()
         )));
     }
@@ -520,7 +544,10 @@ async fn baseline(lane: &Lane, ready: bool, facts: &mut Facts) -> Result<Duratio
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        Ok((started.elapsed(), String::from_utf8_lossy(&out.stdout).into_owned()))
+        Ok((
+            started.elapsed(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
     };
     match lane.driver {
         Driver::Docker | Driver::DockerRunsc => {
@@ -531,8 +558,11 @@ async fn baseline(lane: &Lane, ready: bool, facts: &mut Facts) -> Result<Duratio
             } else {
                 cmd.arg("--rm");
             }
-            cmd.args(["--network", "host", "--label"])
-                .arg(format!("{}={}", labels::RUN_ID, lane.run_id));
+            cmd.args(["--network", "host", "--label"]).arg(format!(
+                "{}={}",
+                labels::RUN_ID,
+                lane.run_id
+            ));
             if lane.driver == Driver::DockerRunsc {
                 cmd.args(["--runtime", "runsc"]);
             }
@@ -560,9 +590,9 @@ async fn baseline(lane: &Lane, ready: bool, facts: &mut Facts) -> Result<Duratio
             if let Some(accel) = json["accel"].as_str() {
                 facts.accelerator = accel.to_string();
             }
-            let ms = json["to_marker_ms"]
-                .as_u64()
-                .ok_or_else(|| BenchError::Sample(format!("bare boot without to_marker_ms: {stdout}")))?;
+            let ms = json["to_marker_ms"].as_u64().ok_or_else(|| {
+                BenchError::Sample(format!("bare boot without to_marker_ms: {stdout}"))
+            })?;
             Ok(Duration::from_millis(ms))
         }
         _ => {
@@ -579,7 +609,10 @@ async fn baseline(lane: &Lane, ready: bool, facts: &mut Facts) -> Result<Duratio
 
 /// The supervisor's own start-to-spawn time, from its two timestamped lines in the backend
 /// output the gateway keeps (`WatchSandbox` follow_logs).
-async fn supervisor_start_to_spawn(lane: &Lane, name: &str) -> std::result::Result<Duration, String> {
+async fn supervisor_start_to_spawn(
+    lane: &Lane,
+    name: &str,
+) -> std::result::Result<Duration, String> {
     let id = sandbox_id(lane, name).await.map_err(|e| e.to_string())?;
     let request = WatchSandboxRequest {
         id,
@@ -611,8 +644,13 @@ async fn supervisor_start_to_spawn(lane: &Lane, name: &str) -> std::result::Resu
     };
     match (at("supervisor started"), at("main process started")) {
         (Some(a), Some(b)) if b >= a => Ok(Duration::from_micros(b - a)),
-        _ if lane.external => Err("the gateway's backend output has no reference supervisor lines".into()),
-        _ => Err(format!("no `supervisor started` / `main process started` lines in {} lines of backend output", lines.len())),
+        _ if lane.external => {
+            Err("the gateway's backend output has no reference supervisor lines".into())
+        }
+        _ => Err(format!(
+            "no `supervisor started` / `main process started` lines in {} lines of backend output",
+            lines.len()
+        )),
     }
 }
 
@@ -661,7 +699,10 @@ mod tests {
         let a = parse_rfc3339_micros("2026-12-02T00:59:40.312760Z").unwrap();
         let b = parse_rfc3339_micros("2026-12-02T00:59:40.637204Z").unwrap();
         assert_eq!(b - a, 324_444);
-        assert_eq!(parse_rfc3339_micros("1970-01-01T00:00:01Z"), Some(1_000_000));
+        assert_eq!(
+            parse_rfc3339_micros("1970-01-01T00:00:01Z"),
+            Some(1_000_000)
+        );
         assert_eq!(parse_rfc3339_micros("2026-12-02 00:59"), None);
     }
 }

@@ -56,7 +56,12 @@ pub struct Baseline {
 
 impl Figure {
     /// A figure from its samples and, when there is one, its baseline's.
-    pub fn new(name: &str, what: &str, samples: Vec<f64>, baseline: Option<(String, Vec<f64>)>) -> Figure {
+    pub fn new(
+        name: &str,
+        what: &str,
+        samples: Vec<f64>,
+        baseline: Option<(String, Vec<f64>)>,
+    ) -> Figure {
         let (median_ms, p90_ms) = summary(&samples).unzip();
         let ratios: Vec<f64> = match &baseline {
             Some((_, base)) => samples

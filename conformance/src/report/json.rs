@@ -12,7 +12,8 @@ pub fn render(report: &RunReport) -> String {
     value["spec"] = serde_json::json!("conformance/SPEC.md");
     value["spec_version"] = serde_json::json!(crate::spec::requirements::version());
     let verdicts = super::verdicts::verdicts(report);
-    value["levels"] = serde_json::to_value(super::verdicts::levels(&verdicts)).expect("levels serialize");
+    value["levels"] =
+        serde_json::to_value(super::verdicts::levels(&verdicts)).expect("levels serialize");
     value["should_missed"] = serde_json::json!(super::verdicts::should_missed(&verdicts));
     value["requirements"] = serde_json::to_value(&verdicts).expect("verdicts serialize");
     value["latency_medians_ms"] =

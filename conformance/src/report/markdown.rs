@@ -29,7 +29,10 @@ pub fn render(report: &RunReport) -> String {
     }
     let verdicts = super::verdicts::verdicts(report);
     for level in super::verdicts::levels(&verdicts) {
-        out.push_str(&format!("- {}\n", super::verdicts::level_line(&level, &report.driver)));
+        out.push_str(&format!(
+            "- {}\n",
+            super::verdicts::level_line(&level, &report.driver)
+        ));
     }
     let missed = super::verdicts::should_missed(&verdicts);
     if !missed.is_empty() {
@@ -69,7 +72,9 @@ pub fn render(report: &RunReport) -> String {
             )
         })
         .collect();
-    out.push_str("\n## Requirements\n\n| requirement | level | verdict | cases |\n|---|---|---|---|\n");
+    out.push_str(
+        "\n## Requirements\n\n| requirement | level | verdict | cases |\n|---|---|---|---|\n",
+    );
     for v in &verdicts {
         out.push_str(&format!(
             "| {} | {} | {} | {} |\n",
