@@ -84,9 +84,9 @@ pub fn verdicts(report: &RunReport) -> Vec<RequirementVerdict> {
             let expected = covering
                 .iter()
                 .any(|c| c.result == Outcome::Xfail && names(c));
-            let passed = covering.iter().any(|c| {
-                c.result == Outcome::Passed || c.held_requirements.contains(&r.id)
-            });
+            let passed = covering
+                .iter()
+                .any(|c| c.result == Outcome::Passed || c.held_requirements.contains(&r.id));
             let verdict = if failed {
                 Verdict::Failed
             } else if expected {
