@@ -50,7 +50,15 @@ set +e
 "$bin/openshell-conformance" run --driver process --report-dir "$report_dir" --require-lanes process
 code=$?
 set -e
-[ "$code" -eq 0 ] || { echo "conformance runner exited $code"; cat "$report_dir/report.md" 2>/dev/null; exit 1; }
+if [ "$code" -ne 0 ]; then
+    echo "conformance runner exited $code"
+    cat "$report_dir/report.md" 2>/dev/null
+    # The failing cases' diagnostics (gateway log, sandbox output), so a flake can be explained.
+    find "$report_dir/diagnostics" -type f 2>/dev/null | while read -r f; do
+        echo "----- $f (last 60 lines)"; tail -n 60 "$f"
+    done
+    exit 1
+fi
 python3 - "$report_dir/report.json" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))

@@ -89,10 +89,11 @@ pub fn judge(history: &[Snapshot]) -> Vec<(Req, String)> {
                     .get(at)
                     .map(ToString::to_string)
                     .unwrap_or_default();
-                broken.push((
-                    requirement,
-                    format!("never {what} before the Error (from {seen})"),
-                ));
+                let until = match error_at {
+                    Some(e) => format!("before the Error ({})", observed(&history[e])),
+                    None => "before the watch ended".to_string(),
+                };
+                broken.push((requirement, format!("never {what} {until} (from {seen})")));
                 return broken;
             }
         }
@@ -186,12 +187,16 @@ pub async fn session_rules(h: Harness) -> CaseResult {
         .unwrap_or_else(Instant::now);
     let journal = Journal::default();
     let opts = WatchOpts::default();
-    let waited = watch(&mut h.client(), &created.id, opts, until, &journal, |s| {
+    let watched = watch(&mut h.client(), &created.id, opts, until, &journal, |s| {
         s.phase == Phase::Error
     })
-    .await
-    .ok()
-    .and_then(|obs| obs.last());
+    .await;
+    // How the case's own watch ended, for a failure's text when it saw no Error.
+    let watch_end = match &watched {
+        Ok(obs) => format!("{:?}", obs.end),
+        Err(status) => format!("failed to open: {:?}: {}", status.code(), status.message()),
+    };
+    let waited = watched.ok().and_then(|obs| obs.last());
     let errored = waited.as_ref().is_some_and(|s| s.phase == Phase::Error);
     if errored {
         // Let the last session end and the backend go (bounded), watching for changes after
@@ -209,6 +214,17 @@ pub async fn session_rules(h: Harness) -> CaseResult {
         ));
     }
     let mut broken = judge(&followed.history);
+    if !errored {
+        if let Some((_, what)) = broken.first_mut() {
+            what.push_str(&format!(
+                " [no Error seen: the case's watch ended {watch_end}; the background watch {}]",
+                followed
+                    .ended_early
+                    .as_deref()
+                    .unwrap_or("was stopped by the case")
+            ));
+        }
+    }
     let message = waited
         .as_ref()
         .map(|s| s.message().to_string())
