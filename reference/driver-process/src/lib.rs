@@ -50,6 +50,7 @@
 //!
 //! # Layout
 //! - [`sys`]: the system calls, one `unsafe` block each, nothing that allocates.
+//! - [`fork_lock`]: no launch inherits a root file open for writing (`ETXTBSY`).
 //! - [`launch`]: the intermediate and PID 1 between `fork` and `exec`.
 //! - [`spawner`]: the long-lived thread every launch is forked from (`PDEATHSIG` is per thread).
 //! - [`sandbox`]: one running sandbox: its output pumps, its monitor, stopping it.
@@ -57,6 +58,7 @@
 //! - [`mod@residue`]: what sandboxes leave on the host (the leak audit scheme), mount cleanup.
 //! - this file: [`ProcessDriver`] and the [`openshell_driver::ComputeDriver`] implementation.
 
+pub mod fork_lock;
 pub mod image;
 pub mod launch;
 pub mod residue;
@@ -234,6 +236,8 @@ impl ProcessDriver {
             let failed = |what: &str, e: &dyn std::fmt::Display| {
                 DriverError::CreateFailed(format!("{what}: {e}"))
             };
+            // No launch may fork while this root's files are open for writing (fork_lock).
+            let _writing = fork_lock::writing();
             remove_root(&root, &labels).map_err(|e| failed("removing a stale root", &e))?;
             openshell_fixtures::assemble(&catalog, fixture, &inputs, &root)
                 .map_err(|e| failed("assembling the root", &e))?;

@@ -106,7 +106,12 @@ pub async fn start(launch: Launch<'_>, events: &EventSender) -> Result<Handle> {
     unsafe {
         command.pre_exec(move || plan.run());
     }
-    let spawned = spawner::run(move || command.spawn()).await?;
+    let spawned = spawner::run(move || {
+        // Until every process of the launch exec'd or closed what it inherited (fork_lock).
+        let _forking = crate::fork_lock::forking();
+        command.spawn()
+    })
+    .await?;
     let mut child = spawned.map_err(|source| SandboxError::Spawn {
         program: program.clone(),
         root: launch.root.display().to_string(),
