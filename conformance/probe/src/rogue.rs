@@ -168,6 +168,10 @@ async fn run_async(mode: &str) -> Result<u8, String> {
                 cred.token.len()
             );
             eprintln!("openshell-probe: {verdict}");
+            // The credential itself, printed (backend output, which `WatchSandbox` follows) and
+            // reported: a gateway must keep it out of every read API (OSC-SEC-004).
+            eprintln!("openshell-probe: echo of its token: {}", cred.token);
+            let verdict = format!("{verdict} echo={}", cred.token);
             report(&mut client, token, &cred.sandbox_id, &verdict).await
         }
         "session" => {

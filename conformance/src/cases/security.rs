@@ -5,7 +5,9 @@
 //! calls and finally reports its own verdict (its own id, its own token) as
 //! `other: rogue credentials: no-token=<code> unknown-sandbox=<code> other-sandbox=<code>
 //! deleted-sandbox=<code> no-token-connect=<code> no-token-exit=<code> token-sha256=<16 hex>
-//! token-len=<n>`, which the suite reads back through the API.
+//! token-len=<n> echo=<the token>`, which the suite reads back through the API; it also prints
+//! the token to its output, which `WatchSandbox` with `follow_logs` carries: a gateway must redact
+//! it in both places (OSC-SEC-004), and the followed output lines are checked for it too.
 //!
 //! The token check cannot know the token, so it combines three signs of a leak in every string
 //! field of Get, List and Watch responses: (1) any substring of the token's length whose SHA-256
@@ -214,14 +216,20 @@ pub fn leak_in(value: &str, token: Option<(&str, usize)>, known: &[String]) -> O
             ));
         }
     }
-    if let Some((hash, len)) = token.filter(|(h, l)| !h.is_empty() && *l > 0) {
-        for (start, window) in value.as_bytes().windows(len).enumerate() {
-            if hex::encode(Sha256::digest(window)).starts_with(hash) {
-                return Some(format!(
-                    "contains the rogue sandbox's token (bytes {start}..{})",
-                    start + len
-                ));
-            }
+    token.and_then(|(hash, len)| token_in(value, hash, len))
+}
+
+/// Where in `value` a substring of `len` bytes hashes to the reported `hash` prefix, if anywhere.
+pub fn token_in(value: &str, hash: &str, len: usize) -> Option<String> {
+    if hash.is_empty() || len == 0 {
+        return None;
+    }
+    for (start, window) in value.as_bytes().windows(len).enumerate() {
+        if hex::encode(Sha256::digest(window)).starts_with(hash) {
+            return Some(format!(
+                "contains the rogue sandbox's token (bytes {start}..{})",
+                start + len
+            ));
         }
     }
     None
@@ -255,6 +263,7 @@ pub async fn token_absent(h: Harness) -> CaseResult {
     )?;
     // The create responses first: the record as first stored, before any later change hides
     // what its first version said.
+    let mut output_lines: Vec<String> = Vec::new();
     let mut responses: Vec<(String, Sandbox)> = h
         .create_responses()
         .into_iter()
@@ -269,16 +278,19 @@ pub async fn token_absent(h: Harness) -> CaseResult {
         let journal = Journal::default();
         let deadline =
             (std::time::Instant::now() + std::time::Duration::from_secs(10)).min(h.deadline());
-        let obs = watch(
-            &mut h.client(),
-            &c.id,
-            WatchOpts::default(),
-            deadline,
-            &journal,
-            |_| true,
-        )
+        // The rogue's watch follows its (kept) output too: it printed its token. Terminal, so
+        // the stream ends after the snapshot and the output tail (OSC-API-006).
+        let rogue_logs = c.id == rogue.id;
+        let opts = WatchOpts {
+            follow_logs: rogue_logs,
+            stop_on_terminal: rogue_logs,
+        };
+        let obs = watch(&mut h.client(), &c.id, opts, deadline, &journal, |_| {
+            !rogue_logs
+        })
         .await
         .map_err(|s| fail(Req::SEC_004, "WatchSandbox to open", status_text(&s)))?;
+        output_lines.extend(journal.logs());
         responses.extend(
             obs.events
                 .into_iter()
@@ -309,6 +321,15 @@ pub async fn token_absent(h: Harness) -> CaseResult {
         .chain(h.image("good").ok())
         .chain(h.image("rogue-credentials").ok())
         .collect();
+    for line in &output_lines {
+        if let Some(sign) = token_in(line, &token_hash, token_len) {
+            return Err(fail(
+                Req::SEC_004,
+                "no token in the output lines WatchSandbox follows",
+                format!("WatchSandbox {} (follow_logs): {line:?} {sign}", rogue.name),
+            ));
+        }
+    }
     for (source, sandbox) in &responses {
         for (path, value) in strings(sandbox) {
             if let Some(sign) = leak_in(&value, Some((&token_hash, token_len)), &known) {

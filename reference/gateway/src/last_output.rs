@@ -48,6 +48,9 @@ pub fn for_message(lines: &[Arc<SandboxLogLine>], token_hash: &[u8]) -> String {
     format!("…{}", &text[cut..])
 }
 
+/// Runs shorter than this are never a token (ours are 64 hex digits), so they are not hashed.
+const MIN_TOKEN_CHARS: usize = 16;
+
 /// Characters a token may be made of (hex, base64, base64url, JWT).
 fn token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~' | '+' | '/')
@@ -67,9 +70,10 @@ pub fn redact_token(text: &str, token_hash: &[u8]) -> String {
         let len = run.find(|c| !token_char(c)).unwrap_or(run.len());
         let padded = len + run[len..].bytes().take_while(|&b| b == b'=').count();
         let candidates = [&run[..padded], &run[..len]];
-        if candidates
-            .iter()
-            .any(|c| auth::token_matches(c, token_hash))
+        if padded >= MIN_TOKEN_CHARS
+            && candidates
+                .iter()
+                .any(|c| auth::token_matches(c, token_hash))
         {
             out.push_str(REDACTED);
             rest = &run[padded..];

@@ -176,13 +176,22 @@ impl Lifecycle {
             }
             DriverEvent::Output { line, .. } => {
                 let mut inner = self.lock();
-                if inner.store.get(&id)?.is_some() {
+                if let Some(row) = inner.store.get(&id)? {
+                    // A sandbox that prints its credential must not hand it to every watcher
+                    // (OSC-SEC-004: WatchSandbox responses carry these lines).
+                    // Redacted first: a cut made by sanitizing could leave part of it.
+                    let message = if mutants::active("logs-unredacted") {
+                        // Output lines published as printed, credential and all.
+                        line
+                    } else {
+                        last_output::redact_token(&line, &row.token_hash)
+                    };
                     let line = SandboxLogLine {
                         sandbox_id: id.clone(),
                         timestamp_ms: now_ms(),
                         level: "info".into(),
                         target: "backend".into(),
-                        message: crate::hygiene::sanitize(&line),
+                        message: crate::hygiene::sanitize(&message),
                         source: self.driver.name().into(),
                     };
                     inner.bus.log(&id, line);
@@ -419,7 +428,14 @@ impl Lifecycle {
 
     /// A fatal startup error (seed 000): stored and published before this returns; cleanup after.
     pub fn supervisor_error(&self, sandbox_id: &str, stage: &str, message: &str) -> Result<()> {
-        let apply = |sb: &mut Sandbox| transitions::supervisor_error(sb, stage, message);
+        // The message is stored and shown by every read API: never with the sandbox's token in
+        // it (OSC-SEC-004), whatever the supervisor put there.
+        let token_hash = self.lock().store.get(sandbox_id)?.map(|row| row.token_hash);
+        let message = match &token_hash {
+            Some(hash) => last_output::redact_token(message, hash),
+            None => message.to_string(),
+        };
+        let apply = |sb: &mut Sandbox| transitions::supervisor_error(sb, stage, &message);
         if mutants::active("unknown-sandbox-ok") {
             self.change_if_exists(sandbox_id, apply)?;
         } else {
