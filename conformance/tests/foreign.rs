@@ -71,31 +71,45 @@ fn run(mutants: &str, configure: impl FnOnce(&mut RunConfig)) -> Option<RunRepor
     config.case_timeout = Some(Duration::from_secs(25));
     configure(&mut config);
     let report = rt.block_on(runner::run(&config)).unwrap();
-    rt.block_on(remove_strays());
+    if mutants.contains("leak-created") {
+        rt.block_on(remove_strays(&report));
+    }
     Some(report)
 }
 
-/// Removes what `leak-created` left (the stray containers carry upstream's managed-by label).
-async fn remove_strays() {
+/// Removes what `leak-created` left for this run's sandboxes: the stray of sandbox `<id>` is
+/// labelled `openshell.ai/sandbox-id=stray-<first 8 of id>`. Only this run's: the tests run at
+/// once (nextest), and another test's strays must still be there for its own audit.
+async fn remove_strays(report: &RunReport) {
     let Ok(docker) = bollard::Docker::connect_with_local_defaults() else {
         return;
     };
-    let filters =
-        std::collections::HashMap::from([("label", vec!["openshell.ai/managed-by=openshell"])]);
-    let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&filters)
-        .build();
-    for c in docker
-        .list_containers(Some(options))
-        .await
-        .unwrap_or_default()
-    {
-        if let Some(id) = c.id {
-            let rm = bollard::query_parameters::RemoveContainerOptionsBuilder::new()
-                .force(true)
-                .build();
-            let _ = docker.remove_container(&id, Some(rm)).await;
+    let strays: Vec<String> = report
+        .cases
+        .iter()
+        .flat_map(|c| c.sandboxes.iter())
+        .filter_map(|s| s.rsplit_once(" (").map(|(_, id)| id.trim_end_matches(')')))
+        .filter(|id| id.len() >= 8)
+        .map(|id| format!("openshell.ai/sandbox-id=stray-{}", &id[..8]))
+        .collect();
+    // One list per label: Docker ANDs several label filters.
+    for stray in &strays {
+        let filters = std::collections::HashMap::from([("label", vec![stray.as_str()])]);
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        for c in docker
+            .list_containers(Some(options))
+            .await
+            .unwrap_or_default()
+        {
+            if let Some(id) = c.id {
+                let rm = bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+                    .force(true)
+                    .build();
+                let _ = docker.remove_container(&id, Some(rm)).await;
+            }
         }
     }
 }
@@ -170,7 +184,11 @@ fn a_container_left_in_created_state_is_found_by_the_run_audit() {
     }) else {
         return;
     };
-    let audit = report.cases.iter().find(|c| c.id == "leak-audit").unwrap();
+    let audit = report
+        .cases
+        .iter()
+        .find(|c| c.id == "leak-audit")
+        .unwrap_or_else(|| panic!("no leak-audit case (nothing found?)\n{}", report.table()));
     assert_eq!(audit.result, Outcome::Failed, "{}", report.table());
     assert!(
         audit.message.contains("openshell-stray-") && audit.message.contains("[created]"),
