@@ -720,7 +720,7 @@ async fn audit_run(
 }
 
 /// The ids of every sandbox the run's cases created (from their reports' `name (id)` entries).
-fn created_ids(report: &RunReport) -> Vec<String> {
+pub fn created_ids(report: &RunReport) -> Vec<String> {
     report
         .cases
         .iter()

@@ -84,11 +84,8 @@ async fn remove_strays(report: &RunReport) {
     let Ok(docker) = bollard::Docker::connect_with_local_defaults() else {
         return;
     };
-    let strays: Vec<String> = report
-        .cases
+    let strays: Vec<String> = runner::created_ids(report)
         .iter()
-        .flat_map(|c| c.sandboxes.iter())
-        .filter_map(|s| s.rsplit_once(" (").map(|(_, id)| id.trim_end_matches(')')))
         .filter(|id| id.len() >= 8)
         .map(|id| format!("openshell.ai/sandbox-id=stray-{}", &id[..8]))
         .collect();

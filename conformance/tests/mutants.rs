@@ -77,6 +77,7 @@ const MUTANTS: &[(&str, Req, Component, Driver)] = {
         ("unknown-sandbox-ok", Req::SEC_003, Gateway, P),
         ("token-in-status", Req::SEC_004, Gateway, P),
         ("logs-unredacted", Req::SEC_004, Gateway, P),
+        ("report-unredacted", Req::SEC_004, Gateway, P),
         ("no-workload-seccomp", Req::SEC_005, Supervisor, P),
         ("token-inherited", Req::SEC_005, Supervisor, P),
         ("raw-messages", Req::HYG_001, Gateway, P),

@@ -432,8 +432,11 @@ impl Lifecycle {
         // it (OSC-SEC-004), whatever the supervisor put there.
         let token_hash = self.lock().store.get(sandbox_id)?.map(|row| row.token_hash);
         let message = match &token_hash {
-            Some(hash) => last_output::redact_token(message, hash),
-            None => message.to_string(),
+            // Mutant `report-unredacted`: the reported message stored as sent.
+            Some(hash) if !mutants::active("report-unredacted") => {
+                last_output::redact_token(message, hash)
+            }
+            _ => message.to_string(),
         };
         let apply = |sb: &mut Sandbox| transitions::supervisor_error(sb, stage, &message);
         if mutants::active("unknown-sandbox-ok") {

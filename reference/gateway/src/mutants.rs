@@ -25,6 +25,7 @@
 //! | `unknown-sandbox-ok` | a report for an unknown sandbox is accepted and dropped | OSC-SEC-003 |
 //! | `token-in-status` | the initial condition message carries the credential | OSC-SEC-004 |
 //! | `logs-unredacted` | output lines reach `WatchSandbox` with the credential a sandbox printed | OSC-SEC-004 |
+//! | `report-unredacted` | a reported startup-error message is stored with the credential in it | OSC-SEC-004 |
 //! | `raw-messages` | escape sequences are stored raw | OSC-HYG-001 |
 //! | `no-truncate` | messages are stored at any length | OSC-HYG-002 |
 //! | `empty-image-accepted` | a create without an image is admitted | OSC-API-001 |

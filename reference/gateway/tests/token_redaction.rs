@@ -7,12 +7,11 @@ mod common;
 
 use common::*;
 use openshell_driver::DriverEvent;
+use openshell_gateway::last_output::REDACTED;
 use openshell_proto::v1::{
     sandbox_stream_event, ReportSupervisorErrorRequest, SandboxPhase, SupervisorStartupStage,
     WatchSandboxRequest,
 };
-
-const REDACTED: &str = "<redacted sandbox token>";
 
 #[tokio::test]
 async fn a_printed_token_is_redacted_in_followed_output_lines() {
